@@ -4,6 +4,10 @@
 #include <cstring>
 #include <new>
 
+#ifdef HPA_WITH_CUDA
+#include "tensor/cuda_backend.h"
+#endif
+
 namespace hpa {
 
 CpuAllocator& CpuAllocator::instance() {
@@ -46,6 +50,13 @@ void register_device_backend(DeviceType type, DeviceBackend* backend) {
 
 DeviceBackend& device_backend(DeviceType type) {
   DeviceBackend* b = g_backends[static_cast<int>(type)];
+#ifdef HPA_WITH_CUDA
+  // The CUDA backend is built in: it registers itself on first use.
+  if (!b && type == DeviceType::CUDA) {
+    b = &cuda::backend();
+    g_backends[static_cast<int>(type)] = b;
+  }
+#endif
   HPA_CHECK(b != nullptr, "no backend for device type ", type == DeviceType::CUDA ? "cuda" : "cpu",
             ": this build of hpa has no CUDA backend (configure with -DHPA_CUDA=ON on a machine with nvcc)");
   return *b;

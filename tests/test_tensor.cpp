@@ -6,6 +6,9 @@
 #include "tensor/autograd.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
+#ifdef HPA_WITH_CUDA
+#include "tensor/cuda_backend.h"
+#endif
 #include "tests/test_util.h"
 
 using namespace hpa;
@@ -48,6 +51,12 @@ TEST(Tensor, CastsRoundTrip) {
 TEST(Tensor, CudaWithoutBackendIsAClearError) {
 #ifndef HPA_WITH_CUDA
   EXPECT_HPA_ERROR(Tensor::zeros({2}, DType::f32, Device::cuda(0)), "no CUDA backend");
+#else
+  if (hpa::cuda::device_count() == 0) {
+    EXPECT_HPA_ERROR(Tensor::zeros({2}, DType::f32, Device::cuda(0)), "no GPU is available");
+  } else {
+    EXPECT_HPA_ERROR(Tensor::zeros({2}, DType::f32, Device::cuda(99)), "cuda:99 does not exist");
+  }
 #endif
   EXPECT_HPA_ERROR(parse_device("gpu"), "bad device 'gpu'");
   EXPECT_EQ(parse_device("cuda:1").index, 1);

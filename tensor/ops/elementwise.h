@@ -40,5 +40,8 @@ inline Tensor operator-(const Tensor& a) { return neg(a); }
 Shape broadcast_shape(const Shape& a, const Shape& b, const char* op);
 // Sums `g` down to `shape` (the inverse of broadcasting); not recorded.
 Tensor sum_to_shape(const Tensor& g, const Shape& shape);
+// Stretches x to `shape` (NumPy rules) as a new contiguous tensor; differentiable (its
+// gradient is sum_to_shape).
+Tensor broadcast_to(const Tensor& x, const Shape& shape);
 
 }  // namespace hpa
