@@ -8,3 +8,10 @@
 #else
 #define HPA_HD
 #endif
+
+// CUDA launchers take the stream as hpa::kernels::Stream, which is cudaStream_t without
+// including the CUDA headers, so kernels/<op>.h stays includable from plain C++.
+struct CUstream_st;
+namespace hpa::kernels {
+using Stream = CUstream_st*;
+}  // namespace hpa::kernels

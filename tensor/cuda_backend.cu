@@ -257,4 +257,10 @@ Allocator& pinned_host_allocator() {
 
 DeviceBackend& backend() { return the_backend(); }
 
+namespace {
+std::atomic<bool> g_allow_tf32{true};
+}
+void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
+bool allow_tf32() { return g_allow_tf32.load(); }
+
 }  // namespace hpa::cuda

@@ -35,6 +35,11 @@ void empty_cache(int device);
 
 Allocator& pinned_host_allocator();
 
+// TF32 tensor-core math for f32 convolutions and GEMMs: on by default (as PyTorch's cuDNN
+// default), turned off by the parity tests so CPU and GPU compute the same thing.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
 // Registers the backend with tensor/ (called lazily by device_backend()).
 DeviceBackend& backend();
 

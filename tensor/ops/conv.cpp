@@ -102,10 +102,11 @@ kernels::Conv2dArgs checked_args(const Tensor& x, const Tensor& weight, const Te
   a.h_out = kernels::conv_output_size(a.h, a.kh, a.stride_h, a.pad_h, a.dilation_h);
   a.w_out = kernels::conv_output_size(a.w, a.kw, a.stride_w, a.pad_w, a.dilation_w);
   HPA_CHECK(a.h_out >= 1 && a.w_out >= 1, kOp, ": output size ", a.h_out, " x ", a.w_out,
-            " is not positive for input ", x.desc(), " and weight ", weight.desc(), " with ", options_desc(o));
+            " is not positive for input ", x.desc(), " and weight ", weight.desc(), " with ",
+            options_desc(o));
   // The GEMMs index with BLAS's 32-bit ints.
-  HPA_CHECK(a.h * a.w <= INT_MAX && a.h_out * a.w_out <= INT_MAX && weight.size(1) * a.kh * a.kw <= INT_MAX, kOp,
-            ": input ", x.desc(), " or weight ", weight.desc(), " exceeds the 32-bit GEMM index range");
+  HPA_CHECK(a.h * a.w <= INT_MAX && a.h_out * a.w_out <= INT_MAX && weight.size(1) * a.kh * a.kw <= INT_MAX,
+            kOp, ": input ", x.desc(), " or weight ", weight.desc(), " exceeds the 32-bit GEMM index range");
   return a;
 }
 
@@ -116,8 +117,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor y = Tensor::empty({a.n, a.c_out, a.h_out, a.w_out}, x.dtype(), x.device());
   dispatch_float(x.dtype(), kOp, [&](auto tag) {
     using T = decltype(tag);
-    kernels::conv2d_forward_cpu<T>(a, x.data<T>(), weight.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
-                                   y.data<T>());
+    kernels::conv2d_forward_cpu<T>(a, x.data<T>(), weight.data<T>(),
+                                   bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
   });
 
   if (needs_grad({x, weight, bias})) {

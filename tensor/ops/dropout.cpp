@@ -1,19 +1,33 @@
-// dropout / alpha_dropout. A training call with p > 0 reserves one Philox draw
-// (gen.next_offset()); eval mode and p = 0 return the input itself and draw nothing.
+// dropout / alpha_dropout, on the CPU loops or the CUDA twins by the input's device. A
+// training call with p > 0 reserves one Philox draw (gen.next_offset()); eval mode and
+// p = 0 return the input itself and draw nothing.
 // The backward node saves (seed, offset), not the mask: the kernel recomputes the mask
 // from the counter-based stream (kernels/dropout.h), so no activation-sized buffer stays
 // alive between forward and backward.
 // Range of p: dropout accepts [0, 1], p = 1 giving all zeros (as PyTorch); alpha_dropout
 // accepts [0, 1), since its affine correction ((1-p)(1+p alpha'^2))^(-1/2) diverges at 1.
-#include "kernels/dropout.h"
+#include "tensor/ops/dropout.h"
 
+#include "kernels/dropout.h"
 #include "tensor/autograd.h"
 #include "tensor/ops/check.h"
-#include "tensor/ops/dropout.h"
+#ifdef HPA_WITH_CUDA
+#include "tensor/cuda_backend.h"
+#endif
 
 namespace hpa {
 
 namespace {
+
+#ifdef HPA_WITH_CUDA
+kernels::Stream stream_of(const Tensor& t) {
+  return static_cast<kernels::Stream>(cuda::stream(t.device().index));
+}
+#else
+[[noreturn]] void no_cuda(const char* op, const Tensor& t) {
+  HPA_FAIL(op, ": this build has no CUDA backend, got ", t.desc());
+}
+#endif
 
 struct DropoutBackward : Node {
   kernels::DropoutArgs args;
@@ -21,10 +35,18 @@ struct DropoutBackward : Node {
   const char* name() const override { return op; }
   std::vector<Tensor> backward(const std::vector<Tensor>& grad_outputs) override {
     const Tensor& g = grad_outputs[0];
-    Tensor grad_x = Tensor::empty(g.shape(), g.dtype());
+    Tensor grad_x = Tensor::empty(g.shape(), g.dtype(), g.device());
     dispatch_float(g.dtype(), op, [&](auto tag) {
       using T = decltype(tag);
-      kernels::dropout_backward_cpu(g.data<T>(), g.numel(), args, grad_x.data<T>());
+      if (g.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+        kernels::dropout_backward_cuda(g.data<T>(), g.numel(), args, grad_x.data<T>(), stream_of(g));
+#else
+        no_cuda(op, g);
+#endif
+      } else {
+        kernels::dropout_backward_cpu(g.data<T>(), g.numel(), args, grad_x.data<T>());
+      }
     });
     return {grad_x};
   }
@@ -37,7 +59,15 @@ Tensor apply_dropout(const char* op, const Tensor& x, kernels::DropoutArgs args,
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
-    kernels::dropout_forward_cpu(x.data<T>(), x.numel(), args, y.data<T>());
+    if (x.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      kernels::dropout_forward_cuda(x.data<T>(), x.numel(), args, y.data<T>(), stream_of(x));
+#else
+      no_cuda(op, x);
+#endif
+    } else {
+      kernels::dropout_forward_cpu(x.data<T>(), x.numel(), args, y.data<T>());
+    }
   });
   if (needs_grad({x})) {
     auto node = std::make_shared<DropoutBackward>();
@@ -48,10 +78,7 @@ Tensor apply_dropout(const char* op, const Tensor& x, kernels::DropoutArgs args,
   return y;
 }
 
-void check_input(const char* op, const Tensor& x) {
-  check::floating(op, x, "x");
-  check::cpu_only(op, x);
-}
+void check_input(const char* op, const Tensor& x) { check::floating(op, x, "x"); }
 
 }  // namespace
 

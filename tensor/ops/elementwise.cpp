@@ -3,6 +3,8 @@
 // Saved tensors are detached handles (same storage, no autograd state), so a node that
 // saves its own output (relu, sigmoid, exp) never owns itself through grad_fn. Backward
 // passes run under the engine's NoGradGuard and reuse the public ops for their algebra.
+// Every kernel call dispatches on the device of the tensor it writes: the CPU loop, or
+// the CUDA twin on that device's stream.
 #include "tensor/ops/elementwise.h"
 
 #include <algorithm>
@@ -13,10 +15,23 @@
 #include "kernels/reduce.h"
 #include "tensor/autograd.h"
 #include "tensor/ops/check.h"
+#ifdef HPA_WITH_CUDA
+#include "tensor/cuda_backend.h"
+#endif
 
 namespace hpa {
 
 namespace {
+
+#ifdef HPA_WITH_CUDA
+kernels::Stream stream_of(const Tensor& t) {
+  return static_cast<kernels::Stream>(cuda::stream(t.device().index));
+}
+#else
+[[noreturn]] void no_cuda(const char* op, const Tensor& t) {
+  HPA_FAIL(op, ": this build has no CUDA backend, got ", t.desc());
+}
+#endif
 
 using kernels::BinaryOp;
 using kernels::UnaryOp;
@@ -68,7 +83,15 @@ Tensor binary_kernel(BinaryOp op, const Tensor& a, const Tensor& b, const Shape&
   const auto args = broadcast_args(out_shape, a.shape(), b.shape());
   dispatch_float(a.dtype(), binary_name(op), [&](auto tag) {
     using T = decltype(tag);
-    kernels::binary_forward_cpu(op, a.data<T>(), b.data<T>(), out.data<T>(), args);
+    if (out.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      kernels::binary_forward_cuda(op, a.data<T>(), b.data<T>(), out.data<T>(), args, stream_of(out));
+#else
+      no_cuda(binary_name(op), out);
+#endif
+    } else {
+      kernels::binary_forward_cpu(op, a.data<T>(), b.data<T>(), out.data<T>(), args);
+    }
   });
   return out;
 }
@@ -120,7 +143,6 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   check::floating(name, b, "b");
   check::same_device(name, a, b);
   check::same_dtype(name, a, b);
-  check::cpu_only(name, a);
   const Shape out_shape = broadcast_shape(a.shape(), b.shape(), name);
   Tensor out = binary_kernel(op, a, b, out_shape);
   if (needs_grad({a, b})) {
@@ -155,7 +177,15 @@ struct UnaryBackward : Node {
     dispatch_float(g.dtype(), unary_name(op), [&](auto tag) {
       using T = decltype(tag);
       const T* s = saved.defined() ? saved.data<T>() : nullptr;
-      kernels::unary_backward_cpu(op, g.data<T>(), s, grad_x.data<T>(), args);
+      if (g.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+        kernels::unary_backward_cuda(op, g.data<T>(), s, grad_x.data<T>(), args, stream_of(g));
+#else
+        no_cuda(unary_name(op), g);
+#endif
+      } else {
+        kernels::unary_backward_cpu(op, g.data<T>(), s, grad_x.data<T>(), args);
+      }
     });
     return {grad_x};
   }
@@ -166,12 +196,19 @@ struct UnaryBackward : Node {
 Tensor unary(UnaryOp op, const Tensor& x, double scalar = 0) {
   const char* name = unary_name(op);
   check::floating(name, x, "x");
-  check::cpu_only(name, x);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   const kernels::UnaryArgs args{x.numel(), scalar};
   dispatch_float(x.dtype(), name, [&](auto tag) {
     using T = decltype(tag);
-    kernels::unary_forward_cpu(op, x.data<T>(), out.data<T>(), args);
+    if (x.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      kernels::unary_forward_cuda(op, x.data<T>(), out.data<T>(), args, stream_of(x));
+#else
+      no_cuda(name, x);
+#endif
+    } else {
+      kernels::unary_forward_cpu(op, x.data<T>(), out.data<T>(), args);
+    }
   });
   if (needs_grad({x})) {
     auto node = std::make_shared<UnaryBackward>();
@@ -232,7 +269,6 @@ Shape broadcast_shape(const Shape& a, const Shape& b, const char* op) {
 
 Tensor sum_to_shape(const Tensor& g, const Shape& shape) {
   check::floating("sum_to_shape", g, "g");
-  check::cpu_only("sum_to_shape", g);
   if (g.shape() == shape) return g;
   HPA_CHECK(shape.size() <= g.dim() && broadcast_shape(shape, g.shape(), "sum_to_shape") == g.shape(),
             "sum_to_shape: ", shape, " does not broadcast to ", g.desc());
@@ -243,21 +279,40 @@ Tensor sum_to_shape(const Tensor& g, const Shape& shape) {
   Tensor out = Tensor::empty(shape, g.dtype(), g.device());
   dispatch_float(g.dtype(), "sum_to_shape", [&](auto tag) {
     using T = decltype(tag);
-    kernels::reduce_sum_cpu(g.data<T>(), out.data<T>(), args);
+    if (g.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      const int64_t workspace_elements = kernels::reduce_sum_cuda_workspace_elements(args);
+      Tensor workspace;
+      if (workspace_elements > 0) workspace = Tensor::empty({workspace_elements}, DType::f64, g.device());
+      kernels::reduce_sum_cuda(g.data<T>(), out.data<T>(), args,
+                               workspace.defined() ? workspace.data<double>() : nullptr, stream_of(g));
+#else
+      no_cuda("sum_to_shape", g);
+#endif
+    } else {
+      kernels::reduce_sum_cpu(g.data<T>(), out.data<T>(), args);
+    }
   });
   return out;
 }
 
 Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   check::floating("broadcast_to", x, "x");
-  check::cpu_only("broadcast_to", x);
   HPA_CHECK(x.dim() <= shape.size() && broadcast_shape(x.shape(), shape, "broadcast_to") == shape,
             "broadcast_to: ", x.desc(), " cannot be broadcast to ", shape);
   Tensor out = Tensor::empty(shape, x.dtype(), x.device());
   const auto args = broadcast_args(shape, x.shape(), shape);
   dispatch_float(x.dtype(), "broadcast_to", [&](auto tag) {
     using T = decltype(tag);
-    kernels::broadcast_scaled_cpu(x.data<T>(), out.data<T>(), args, T(1));
+    if (x.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      kernels::broadcast_scaled_cuda(x.data<T>(), out.data<T>(), args, T(1), stream_of(x));
+#else
+      no_cuda("broadcast_to", x);
+#endif
+    } else {
+      kernels::broadcast_scaled_cpu(x.data<T>(), out.data<T>(), args, T(1));
+    }
   });
   if (needs_grad({x})) {
     auto node = std::make_shared<BroadcastToBackward>();

@@ -74,8 +74,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor y = Tensor::empty({a.n, a.out}, x.dtype(), x.device());
   dispatch_float(x.dtype(), kOp, [&](auto tag) {
     using T = decltype(tag);
-    kernels::linear_forward_cpu<T>(a, x.data<T>(), weight.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
-                                   y.data<T>());
+    kernels::linear_forward_cpu<T>(a, x.data<T>(), weight.data<T>(),
+                                   bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
   });
 
   if (needs_grad({x, weight, bias})) {

@@ -8,8 +8,14 @@
 //  - values are checked too, not only shapes: a target outside [0, 1] or a negative class
 //    weight would give a loss that is silently meaningless, and a NaN loss reaching the
 //    hard sampler would make its choice arbitrary; each is an hpa::Error naming where.
+//  - on CUDA those checks run inside the loss kernel, which leaves the first bad index in
+//    a small device buffer; the op reads it back (16 bytes, one stream synchronization per
+//    call) and raises the same error as the CPU. The hard sampler must hand its indices to
+//    the host anyway (HardSamples::indices), so it reads them back with its NaN flag in
+//    one copy.
 #include "tensor/ops/loss.h"
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 
@@ -17,9 +23,27 @@
 #include "kernels/topk.h"
 #include "tensor/autograd.h"
 #include "tensor/ops/check.h"
+#ifdef HPA_WITH_CUDA
+#include "tensor/cuda_backend.h"
+#endif
 
 namespace hpa {
 namespace {
+
+#ifdef HPA_WITH_CUDA
+kernels::Stream stream_of(const Tensor& t) { return static_cast<kernels::Stream>(cuda::stream(t.device().index)); }
+#endif
+
+// The errors of the value checks, shared by both devices; value(i) reads element i of
+// the offending tensor (from the device only on this error path).
+template <class T, class TargetAt, class WeightAt>
+void check_loss_values(const char* op, const Tensor& targets, const Tensor& class_weights, int64_t c,
+                       int64_t bad_target, int64_t bad_weight, TargetAt target_at, WeightAt weight_at) {
+  HPA_CHECK(bad_target < 0, op, ": targets ", targets.desc(), " must lie in [0, 1], but target[", bad_target / c,
+            ", ", bad_target % c, "] = ", target_at(bad_target));
+  HPA_CHECK(bad_weight < 0, op, ": class_weights ", class_weights.desc(),
+            " must be finite and >= 0, but class_weights[", bad_weight, "] = ", weight_at(bad_weight));
+}
 
 struct PerSampleLossBackward : Node {
   const char* op = "";
@@ -31,8 +55,15 @@ struct PerSampleLossBackward : Node {
     Tensor grad_logits = Tensor::empty(fused_grad.shape(), fused_grad.dtype(), fused_grad.device());
     dispatch_float(fused_grad.dtype(), op, [&](auto t) {
       using T = decltype(t);
-      kernels::per_sample_loss_backward_cpu<T>(grad_loss.data<T>(), fused_grad.data<T>(),
-                                               grad_logits.data<T>(), fused_grad.size(0), fused_grad.size(1));
+      if (fused_grad.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+        kernels::per_sample_loss_backward_cuda<T>(grad_loss.data<T>(), fused_grad.data<T>(), grad_logits.data<T>(),
+                                                  fused_grad.size(0), fused_grad.size(1), stream_of(fused_grad));
+#endif
+      } else {
+        kernels::per_sample_loss_backward_cpu<T>(grad_loss.data<T>(), fused_grad.data<T>(),
+                                                 grad_logits.data<T>(), fused_grad.size(0), fused_grad.size(1));
+      }
     });
     return {grad_logits};
   }
@@ -43,7 +74,6 @@ Tensor per_sample_loss(const char* op, const Tensor& logits, const Tensor& targe
                        const Tensor& class_weights, kernels::PerSampleLossKind kind, double gamma) {
   check::floating(op, logits, "logits");
   check::dims(op, logits, 2, "logits");
-  check::cpu_only(op, logits);
   check::floating(op, targets, "targets");
   check::same_device(op, logits, targets);
   check::same_dtype(op, logits, targets);
@@ -66,22 +96,35 @@ Tensor per_sample_loss(const char* op, const Tensor& logits, const Tensor& targe
   dispatch_float(logits.dtype(), op, [&](auto t) {
     using T = decltype(t);
     const T* y = targets.data<T>();
-    const int64_t bad_target = kernels::first_outside_cpu<T>(y, n * c, 0.0, 1.0);
-    HPA_CHECK(bad_target < 0, op, ": targets ", targets.desc(), " must lie in [0, 1], but target[",
-              bad_target / c, ", ", bad_target % c, "] = ", y[bad_target]);
     const T* w = class_weights.defined() ? class_weights.data<T>() : nullptr;
-    if (w) {
-      const int64_t bad_weight = kernels::first_outside_cpu<T>(w, c, 0.0, DBL_MAX);
-      HPA_CHECK(bad_weight < 0, op, ": class_weights ", class_weights.desc(),
-                " must be finite and >= 0, but class_weights[", bad_weight, "] = ", w[bad_weight]);
-    }
     kernels::PerSampleLossArgs args;
     args.n = n;
     args.c = c;
     args.kind = kind;
     args.gamma = gamma;
-    kernels::per_sample_loss_forward_cpu<T>(logits.data<T>(), y, w, loss.data<T>(),
-                                            with_grad ? fused_grad.data<T>() : nullptr, args);
+    if (logits.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      // The kernel checks the values while it computes; the loss is only returned once
+      // the checks have passed.
+      Tensor first_invalid = Tensor::empty({2}, DType::i64, logits.device());
+      kernels::per_sample_loss_forward_cuda<T>(logits.data<T>(), y, w, loss.data<T>(),
+                                               with_grad ? fused_grad.data<T>() : nullptr, args,
+                                               first_invalid.data<int64_t>(), stream_of(logits));
+      const std::vector<int64_t> bad = first_invalid.to_vector<int64_t>();
+      check_loss_values<T>(
+          op, targets, class_weights, c, bad[0], bad[1],
+          [&](int64_t i) { return targets.reshape({n * c}).to_vector<T>()[static_cast<size_t>(i)]; },
+          [&](int64_t i) { return class_weights.to_vector<T>()[static_cast<size_t>(i)]; });
+#endif
+    } else {
+      const int64_t bad_target = kernels::first_outside_cpu<T>(y, n * c, 0.0, 1.0);
+      const int64_t bad_weight = w ? kernels::first_outside_cpu<T>(w, c, 0.0, DBL_MAX) : -1;
+      check_loss_values<T>(
+          op, targets, class_weights, c, bad_target, bad_weight, [&](int64_t i) { return y[i]; },
+          [&](int64_t i) { return w[i]; });
+      kernels::per_sample_loss_forward_cpu<T>(logits.data<T>(), y, w, loss.data<T>(),
+                                              with_grad ? fused_grad.data<T>() : nullptr, args);
+    }
   });
   if (with_grad) {
     auto node = std::make_shared<PerSampleLossBackward>();
@@ -94,19 +137,28 @@ Tensor per_sample_loss(const char* op, const Tensor& logits, const Tensor& targe
 
 struct HardSampleTopkBackward : Node {
   std::vector<int64_t> indices;
+  Tensor ranks;  // CUDA only: i64 [N], the rank of each sample (N for none), from the forward
   int64_t n = 0;
   const char* name() const override { return "hard_sample_topk"; }
   std::vector<Tensor> backward(const std::vector<Tensor>& grad_outputs) override {
     NoGradGuard guard;
     const Tensor& grad_chosen = grad_outputs[0];
+    const int64_t k = static_cast<int64_t>(indices.size());
     Tensor grad_losses = Tensor::empty({n}, grad_chosen.dtype(), grad_chosen.device());
     dispatch_float(grad_chosen.dtype(), "hard_sample_topk", [&](auto t) {
       using T = decltype(t);
-      kernels::topk_scatter_cpu<T>(grad_chosen.data<T>(), indices.data(),
-                                   static_cast<int64_t>(indices.size()), grad_losses.data<T>(), n);
+      if (grad_chosen.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+        kernels::topk_scatter_cuda<T>(grad_chosen.data<T>(), ranks.data<int64_t>(), k, grad_losses.data<T>(), n,
+                                      stream_of(grad_chosen));
+#endif
+      } else {
+        kernels::topk_scatter_cpu<T>(grad_chosen.data<T>(), indices.data(), k, grad_losses.data<T>(), n);
+      }
     });
     return {grad_losses};
   }
+  void release_saved() override { ranks = Tensor(); }
 };
 
 }  // namespace
@@ -126,7 +178,6 @@ HardSamples hard_sample_topk(const Tensor& per_sample_loss, int64_t k) {
   const char* op = "hard_sample_topk";
   check::floating(op, per_sample_loss, "per_sample_loss");
   check::dims(op, per_sample_loss, 1, "per_sample_loss");
-  check::cpu_only(op, per_sample_loss);
   const int64_t n = per_sample_loss.size(0);
   HPA_CHECK(k >= 1 && k <= n, op, ": k = ", k, " must be in [1, N] for per_sample_loss ",
             per_sample_loss.desc());
@@ -134,17 +185,34 @@ HardSamples hard_sample_topk(const Tensor& per_sample_loss, int64_t k) {
   HardSamples out;
   out.indices.resize(static_cast<size_t>(k));
   out.losses = Tensor::empty({k}, per_sample_loss.dtype(), per_sample_loss.device());
+  Tensor ranks;
   dispatch_float(per_sample_loss.dtype(), op, [&](auto t) {
     using T = decltype(t);
     const T* losses = per_sample_loss.data<T>();
-    const int64_t nan_at = kernels::topk_descending_cpu<T>(losses, n, k, out.indices.data());
+    int64_t nan_at = -1;
+    if (per_sample_loss.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      // One i64 buffer holds the NaN flag then the k indices, so one copy brings both back.
+      ranks = Tensor::empty({n}, DType::i64, per_sample_loss.device());
+      Tensor nan_then_indices = Tensor::empty({k + 1}, DType::i64, per_sample_loss.device());
+      int64_t* flag = nan_then_indices.data<int64_t>();
+      kernels::topk_rank_select_cuda<T>(losses, n, k, ranks.data<int64_t>(), flag + 1, out.losses.data<T>(), flag,
+                                        stream_of(per_sample_loss));
+      const std::vector<int64_t> host = nan_then_indices.to_vector<int64_t>();
+      nan_at = host[0];
+      std::copy(host.begin() + 1, host.end(), out.indices.begin());
+#endif
+    } else {
+      nan_at = kernels::topk_descending_cpu<T>(losses, n, k, out.indices.data());
+    }
     HPA_CHECK(nan_at < 0, op, ": the loss of sample ", nan_at, " in ", per_sample_loss.desc(),
               " is NaN; a NaN loss cannot be ranked (check the logits and targets of that sample)");
-    kernels::topk_gather_cpu<T>(losses, out.indices.data(), k, out.losses.data<T>());
+    if (per_sample_loss.is_cpu()) kernels::topk_gather_cpu<T>(losses, out.indices.data(), k, out.losses.data<T>());
   });
   if (needs_grad({per_sample_loss})) {
     auto node = std::make_shared<HardSampleTopkBackward>();
     node->indices = out.indices;
+    node->ranks = ranks;
     node->n = n;
     record(node, {per_sample_loss}, {out.losses});
   }

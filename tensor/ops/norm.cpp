@@ -1,19 +1,40 @@
-// batch_norm2d: argument checks, the running-statistics update, and the backward node.
+// batch_norm2d: argument checks, the running-statistics update, and the backward node,
+// dispatched to the CPU loops or the CUDA twins (kernels/batchnorm.h) by the input's device.
 // The statistics used by a call (batch ones in training, a snapshot of the running ones
-// in eval) are saved as f64 [C] tensors, so a later in-place update of the running
-// buffers cannot change what this call's backward computes.
+// in eval) are saved as f64 [C] tensors on the input's device, so a later in-place update
+// of the running buffers cannot change what this call's backward computes.
+#include "tensor/ops/norm.h"
+
 #include <cmath>
 
 #include "kernels/batchnorm.h"
 #include "tensor/autograd.h"
 #include "tensor/ops/check.h"
-#include "tensor/ops/norm.h"
+#ifdef HPA_WITH_CUDA
+#include "tensor/cuda_backend.h"
+#endif
 
 namespace hpa {
 
 namespace {
 
 constexpr const char* kOp = "batch_norm2d";
+
+#ifdef HPA_WITH_CUDA
+kernels::Stream stream_of(const Tensor& t) {
+  return static_cast<kernels::Stream>(cuda::stream(t.device().index));
+}
+
+// Partial sums of the CUDA reductions; freed when the call returns, which the caching
+// allocator's stream-ordered reuse makes safe.
+Tensor cuda_workspace(const kernels::BatchNormArgs& a, Device device) {
+  return Tensor::empty({kernels::batchnorm_cuda_workspace_elements(a)}, DType::f64, device);
+}
+#else
+[[noreturn]] void no_cuda(const Tensor& t) {
+  HPA_FAIL(kOp, ": this build has no CUDA backend, got ", t.desc());
+}
+#endif
 
 void check_channel_vector(const Tensor& x, const Tensor& v, const char* arg) {
   check::floating(kOp, v, arg);
@@ -23,18 +44,21 @@ void check_channel_vector(const Tensor& x, const Tensor& v, const char* arg) {
             "] for input ", x.desc(), ", got ", v.desc());
 }
 
-kernels::BatchNormArgs args_of(const Tensor& x) {
-  return {x.size(0), x.size(1), x.size(2) * x.size(3)};
-}
+kernels::BatchNormArgs args_of(const Tensor& x) { return {x.size(0), x.size(1), x.size(2) * x.size(3)}; }
 
 template <class T>
 const T* data_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
+template <class T>
+T* mutable_data_or_null(Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
 struct BatchNorm2dBackward : Node {
   Tensor x, weight;     // weight undefined when affine=false
-  Tensor mean, invstd;  // f64 [C]: the statistics this call normalized with
+  Tensor mean, invstd;  // f64 [C] on x's device: the statistics this call normalized with
   bool training = true;
 
   const char* name() const override { return kOp; }
@@ -44,27 +68,52 @@ struct BatchNorm2dBackward : Node {
     const bool want_x = next[0].valid(), want_weight = next[1].valid(), want_bias = next[2].valid();
     const auto a = args_of(x);
     const Shape channels{a.c};
+    const Device device = x.device();
     Tensor grad_x, grad_weight, grad_bias;
     dispatch_float(x.dtype(), kOp, [&](auto tag) {
       using T = decltype(tag);
       const double* mean_p = mean.data<double>();
       const double* invstd_p = invstd.data<double>();
+      const T* gamma = data_or_null<T>(weight);
       Tensor sum_g, sum_g_xhat;
       if (want_weight || want_bias || (want_x && training)) {
-        sum_g = Tensor::empty(channels, DType::f64);
-        sum_g_xhat = Tensor::empty(channels, DType::f64);
-        kernels::batchnorm_backward_reduce_cpu(g.data<T>(), x.data<T>(), mean_p, invstd_p, a,
-                                               sum_g.data<double>(), sum_g_xhat.data<double>());
+        sum_g = Tensor::empty(channels, DType::f64, device);
+        sum_g_xhat = Tensor::empty(channels, DType::f64, device);
+        if (device.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+          Tensor workspace = cuda_workspace(a, device);
+          kernels::batchnorm_backward_reduce_cuda(g.data<T>(), x.data<T>(), mean_p, invstd_p, a,
+                                                  sum_g.data<double>(), sum_g_xhat.data<double>(),
+                                                  workspace.data<double>(), stream_of(x));
+#else
+          no_cuda(x);
+#endif
+        } else {
+          kernels::batchnorm_backward_reduce_cpu(g.data<T>(), x.data<T>(), mean_p, invstd_p, a,
+                                                 sum_g.data<double>(), sum_g_xhat.data<double>());
+        }
       }
       if (want_x) {
-        grad_x = Tensor::empty(x.shape(), x.dtype());
-        if (training) {
-          kernels::batchnorm_backward_training_cpu(g.data<T>(), x.data<T>(), mean_p, invstd_p,
-                                                   data_or_null<T>(weight), sum_g.data<double>(),
-                                                   sum_g_xhat.data<double>(), a, grad_x.data<T>());
+        grad_x = Tensor::empty(x.shape(), x.dtype(), device);
+        if (device.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+          if (training) {
+            kernels::batchnorm_backward_training_cuda(g.data<T>(), x.data<T>(), mean_p, invstd_p, gamma,
+                                                      sum_g.data<double>(), sum_g_xhat.data<double>(), a,
+                                                      grad_x.data<T>(), stream_of(x));
+          } else {
+            kernels::batchnorm_backward_eval_cuda(g.data<T>(), invstd_p, gamma, a, grad_x.data<T>(),
+                                                  stream_of(x));
+          }
+#else
+          no_cuda(x);
+#endif
+        } else if (training) {
+          kernels::batchnorm_backward_training_cpu(g.data<T>(), x.data<T>(), mean_p, invstd_p, gamma,
+                                                   sum_g.data<double>(), sum_g_xhat.data<double>(), a,
+                                                   grad_x.data<T>());
         } else {
-          kernels::batchnorm_backward_eval_cpu(g.data<T>(), invstd_p, data_or_null<T>(weight), a,
-                                               grad_x.data<T>());
+          kernels::batchnorm_backward_eval_cpu(g.data<T>(), invstd_p, gamma, a, grad_x.data<T>());
         }
       }
       if (want_weight) grad_weight = sum_g_xhat.to(x.dtype());
@@ -73,9 +122,7 @@ struct BatchNorm2dBackward : Node {
     return {grad_x, grad_weight, grad_bias};
   }
 
-  void release_saved() override {
-    x = weight = mean = invstd = Tensor();
-  }
+  void release_saved() override { x = weight = mean = invstd = Tensor(); }
 };
 
 }  // namespace
@@ -84,7 +131,6 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
                     Tensor running_var, const BatchNormOptions& options) {
   check::floating(kOp, x, "x");
   HPA_CHECK(x.dim() == 4, kOp, ": input must be 4-D NCHW, got ", x.desc());
-  check::cpu_only(kOp, x);
   if (weight.defined()) check_channel_vector(x, weight, "weight");
   if (bias.defined()) check_channel_vector(x, bias, "bias");
   HPA_CHECK(running_mean.defined() == running_var.defined(), kOp,
@@ -107,43 +153,50 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, T
   HPA_CHECK(!options.training || count > 1, kOp,
             ": expected more than 1 value per channel when training, got input ", x.desc());
 
+  const Device device = x.device();
   const Shape channels{a.c};
-  Tensor mean = Tensor::empty(channels, DType::f64), invstd = Tensor::empty(channels, DType::f64);
-  Tensor scale = Tensor::empty(channels, DType::f64), shift = Tensor::empty(channels, DType::f64);
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor mean = Tensor::empty(channels, DType::f64, device),
+         invstd = Tensor::empty(channels, DType::f64, device);
+  Tensor scale = Tensor::empty(channels, DType::f64, device),
+         shift = Tensor::empty(channels, DType::f64, device);
+  Tensor var;
+  if (options.training) var = Tensor::empty(channels, DType::f64, device);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), device);
   dispatch_float(x.dtype(), kOp, [&](auto tag) {
     using T = decltype(tag);
-    double* mean_p = mean.data<double>();
-    double* invstd_p = invstd.data<double>();
-    if (options.training) {
-      Tensor var = Tensor::empty(channels, DType::f64);
-      double* var_p = var.data<double>();
-      kernels::batchnorm_stats_cpu(x.data<T>(), a, mean_p, var_p);
-      for (int64_t c = 0; c < a.c; ++c) invstd_p[c] = kernels::batchnorm_invstd(var_p[c], options.eps);
-      if (tracking) {
-        kernels::batchnorm_update_running_cpu(running_mean.data<T>(), running_var.data<T>(), mean_p, var_p, a.c,
-                                              count, options.momentum);
+    kernels::BatchNormChannelSetup<T> setup;
+    setup.c = a.c;
+    setup.count = count;
+    setup.eps = options.eps;
+    setup.momentum = options.momentum;
+    setup.training = options.training;
+    setup.gamma = data_or_null<T>(weight);
+    setup.beta = data_or_null<T>(bias);
+    setup.running_mean = mutable_data_or_null<T>(running_mean);
+    setup.running_var = mutable_data_or_null<T>(running_var);
+    setup.mean = mean.data<double>();
+    setup.var = options.training ? var.data<double>() : nullptr;
+    setup.invstd = invstd.data<double>();
+    setup.scale = scale.data<double>();
+    setup.shift = shift.data<double>();
+    if (device.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      if (options.training) {
+        Tensor workspace = cuda_workspace(a, device);
+        kernels::batchnorm_stats_cuda(x.data<T>(), a, mean.data<double>(), var.data<double>(),
+                                      workspace.data<double>(), stream_of(x));
       }
+      kernels::batchnorm_setup_channels_cuda(setup, stream_of(x));
+      kernels::batchnorm_forward_cuda(x.data<T>(), setup.scale, setup.shift, a, y.data<T>(), stream_of(x));
+#else
+      no_cuda(x);
+#endif
     } else {
-      const T* rm = running_mean.data<T>();
-      const T* rv = running_var.data<T>();
-      for (int64_t c = 0; c < a.c; ++c) {
-        mean_p[c] = static_cast<double>(rm[c]);
-        invstd_p[c] = kernels::batchnorm_invstd(static_cast<double>(rv[c]), options.eps);
-      }
+      if (options.training)
+        kernels::batchnorm_stats_cpu(x.data<T>(), a, mean.data<double>(), var.data<double>());
+      kernels::batchnorm_setup_channels_cpu(setup);
+      kernels::batchnorm_forward_cpu(x.data<T>(), setup.scale, setup.shift, a, y.data<T>());
     }
-    const T* w = data_or_null<T>(weight);
-    const T* b = data_or_null<T>(bias);
-    double* scale_p = scale.data<double>();
-    double* shift_p = shift.data<double>();
-    for (int64_t c = 0; c < a.c; ++c) {
-      const auto affine = kernels::batchnorm_channel_affine(mean_p[c], invstd_p[c],
-                                                            w ? static_cast<double>(w[c]) : 1.0,
-                                                            b ? static_cast<double>(b[c]) : 0.0);
-      scale_p[c] = affine.scale;
-      shift_p[c] = affine.shift;
-    }
-    kernels::batchnorm_forward_cpu(x.data<T>(), scale_p, shift_p, a, y.data<T>());
   });
 
   if (needs_grad({x, weight, bias})) {

@@ -1,5 +1,6 @@
-// sum and mean: argument checks, dispatch to kernels/reduce.h, and the backward node,
-// which stretches the gradient back over the reduced dimensions (times 1/count for mean).
+// sum and mean: argument checks, dispatch to kernels/reduce.h (CPU loop or CUDA twin, by
+// the input's device), and the backward node, which stretches the gradient back over the
+// reduced dimensions (times 1/count for mean).
 #include "tensor/ops/reduce.h"
 
 #include <memory>
@@ -9,10 +10,23 @@
 #include "kernels/reduce.h"
 #include "tensor/autograd.h"
 #include "tensor/ops/check.h"
+#ifdef HPA_WITH_CUDA
+#include "tensor/cuda_backend.h"
+#endif
 
 namespace hpa {
 
 namespace {
+
+#ifdef HPA_WITH_CUDA
+kernels::Stream stream_of(const Tensor& t) {
+  return static_cast<kernels::Stream>(cuda::stream(t.device().index));
+}
+#else
+[[noreturn]] void no_cuda(const char* op, const Tensor& t) {
+  HPA_FAIL(op, ": this build has no CUDA backend, got ", t.desc());
+}
+#endif
 
 std::string dims_str(const std::vector<int>& dims) {
   std::ostringstream os;
@@ -38,7 +52,16 @@ struct ReduceBackward : Node {
                                      kept_shape.size(), input_shape.begin(), input_shape.size());
     dispatch_float(g.dtype(), name(), [&](auto tag) {
       using T = decltype(tag);
-      kernels::broadcast_scaled_cpu(g.data<T>(), grad_x.data<T>(), args, static_cast<T>(scale));
+      if (g.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+        kernels::broadcast_scaled_cuda(g.data<T>(), grad_x.data<T>(), args, static_cast<T>(scale),
+                                       stream_of(g));
+#else
+        no_cuda(name(), g);
+#endif
+      } else {
+        kernels::broadcast_scaled_cpu(g.data<T>(), grad_x.data<T>(), args, static_cast<T>(scale));
+      }
     });
     return {grad_x};
   }
@@ -48,7 +71,6 @@ struct ReduceBackward : Node {
 Tensor reduce(const char* op, const Tensor& x, const std::vector<int>& dims, bool keepdim, bool all,
               bool is_mean) {
   check::floating(op, x, "x");
-  check::cpu_only(op, x);
   const int ndim = x.dim();
   bool reduce_dim[Shape::kMaxDims] = {};
   if (all) {
@@ -80,7 +102,21 @@ Tensor reduce(const char* op, const Tensor& x, const std::vector<int>& dims, boo
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   dispatch_float(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
-    kernels::reduce_sum_cpu(x.data<T>(), out.data<T>(), args);
+    if (x.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      // Chunk partials of the two-pass shapes; freed right away, which the caching
+      // allocator's stream-ordered reuse makes safe.
+      const int64_t workspace_elements = kernels::reduce_sum_cuda_workspace_elements(args);
+      Tensor workspace;
+      if (workspace_elements > 0) workspace = Tensor::empty({workspace_elements}, DType::f64, x.device());
+      kernels::reduce_sum_cuda(x.data<T>(), out.data<T>(), args,
+                               workspace.defined() ? workspace.data<double>() : nullptr, stream_of(x));
+#else
+      no_cuda(op, x);
+#endif
+    } else {
+      kernels::reduce_sum_cpu(x.data<T>(), out.data<T>(), args);
+    }
   });
   if (needs_grad({x})) {
     auto node = std::make_shared<ReduceBackward>();

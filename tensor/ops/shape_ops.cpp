@@ -1,7 +1,8 @@
 // concat and split: argument checks, the byte copies of kernels/concat.h, and backward
 // nodes. Each is the other's backward: concat's gradient is split into its inputs' shapes,
 // and split's (multi-output) node joins its outputs' gradients, zeros included for
-// outputs that received none (the engine materializes them).
+// outputs that received none (the engine materializes them). The copies run on the
+// joined tensor's device: the CPU loop or the CUDA twin on that device's stream.
 #include "tensor/ops/shape_ops.h"
 
 #include <memory>
@@ -10,10 +11,23 @@
 #include "kernels/concat.h"
 #include "tensor/autograd.h"
 #include "tensor/ops/check.h"
+#ifdef HPA_WITH_CUDA
+#include "tensor/cuda_backend.h"
+#endif
 
 namespace hpa {
 
 namespace {
+
+#ifdef HPA_WITH_CUDA
+kernels::Stream stream_of(const Tensor& t) {
+  return static_cast<kernels::Stream>(cuda::stream(t.device().index));
+}
+#else
+[[noreturn]] void no_cuda(const char* op, const Tensor& t) {
+  HPA_FAIL(op, ": this build has no CUDA backend, got ", t.desc());
+}
+#endif
 
 std::string sizes_str(const std::vector<int64_t>& sizes) {
   std::ostringstream os;
@@ -53,7 +67,16 @@ std::vector<Tensor> split_into(const Tensor& joined, int dim, const std::vector<
     pieces[i] = Tensor::empty(shapes[i], joined.dtype(), joined.device());
     ptrs[i] = pieces[i].data_ptr();
   }
-  kernels::split_cpu(joined.data_ptr(), ptrs.data(), concat_args(joined.shape(), dim, sizes, joined.dtype()));
+  const auto args = concat_args(joined.shape(), dim, sizes, joined.dtype());
+  if (joined.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+    kernels::split_cuda(joined.data_ptr(), ptrs.data(), args, stream_of(joined));
+#else
+    no_cuda("split", joined);
+#endif
+  } else {
+    kernels::split_cpu(joined.data_ptr(), ptrs.data(), args);
+  }
   return pieces;
 }
 
@@ -62,7 +85,16 @@ Tensor join(const std::vector<Tensor>& pieces, int dim, const std::vector<int64_
   Tensor joined = Tensor::empty(joined_shape, pieces[0].dtype(), pieces[0].device());
   std::vector<const void*> ptrs;
   for (const Tensor& p : pieces) ptrs.push_back(p.data_ptr());
-  kernels::concat_cpu(ptrs.data(), joined.data_ptr(), concat_args(joined_shape, dim, sizes, joined.dtype()));
+  const auto args = concat_args(joined_shape, dim, sizes, joined.dtype());
+  if (joined.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+    kernels::concat_cuda(ptrs.data(), joined.data_ptr(), args, stream_of(joined));
+#else
+    no_cuda("concat", joined);
+#endif
+  } else {
+    kernels::concat_cpu(ptrs.data(), joined.data_ptr(), args);
+  }
   return joined;
 }
 
@@ -116,7 +148,6 @@ Tensor concat(const std::vector<Tensor>& inputs, int dim) {
     sizes.push_back(t.shape()[d]);
     joined_shape[d] += t.shape()[d];
   }
-  check::cpu_only("concat", first);
   Tensor out = join(inputs, d, sizes, joined_shape);
   if (needs_grad(inputs)) {
     auto node = std::make_shared<ConcatBackward>();
@@ -139,7 +170,6 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
   }
   HPA_CHECK(total == x.shape()[d], "split: sizes ", sizes_str(sizes), " add up to ", total, " but dimension ",
             dim, " of ", x.desc(), " has size ", x.shape()[d]);
-  check::cpu_only("split", x);
   std::vector<Shape> shapes;
   for (int64_t s : sizes) {
     Shape piece = x.shape();
