@@ -8,7 +8,7 @@
 
 TEST(Learning, TinyConvNetLearnsTheToyTask) {
   hpa::TinyTrainOptions o;
-  o.steps = 300;
+  o.steps = 150;
   o.seed = 3;
   const auto r = hpa::train_tiny_convnet(o);
   EXPECT_LT(r.last_loss, 0.5 * r.first_loss) << "loss " << r.first_loss << " -> " << r.last_loss;
@@ -19,7 +19,7 @@ TEST(Learning, TinyConvNetLearnsTheToyTask) {
 
 TEST(Learning, HardSamplerStillLearns) {
   hpa::TinyTrainOptions o;
-  o.steps = 300;
+  o.steps = 150;
   o.seed = 4;
   o.hard_k = 16;
   const auto r = hpa::train_tiny_convnet(o);
