@@ -43,11 +43,13 @@ __device__ __forceinline__ void lower_flag(int64_t* flag, int64_t index) {
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     per_sample_loss_kernel(const T* __restrict__ logits, const T* __restrict__ targets,
-                           const T* __restrict__ class_weights, T* __restrict__ loss, T* __restrict__ grad_logits,
-                           int64_t n, int64_t c, bool focal, T gamma, int64_t* first_invalid) {
+                           const T* __restrict__ class_weights, T* __restrict__ loss,
+                           T* __restrict__ grad_logits, int64_t n, int64_t c, bool focal, T gamma,
+                           int64_t* first_invalid) {
   if (class_weights && blockIdx.x == 0) {
     for (int64_t j = threadIdx.x; j < c; j += kThreads)
-      if (outside_closed_range(static_cast<double>(class_weights[j]), 0.0, DBL_MAX)) lower_flag(first_invalid + 1, j);
+      if (outside_closed_range(static_cast<double>(class_weights[j]), 0.0, DBL_MAX))
+        lower_flag(first_invalid + 1, j);
   }
   const int lane = static_cast<int>(threadIdx.x) % kWarp;
   const int64_t warps_in_grid = static_cast<int64_t>(gridDim.x) * kRowsPerBlock;
@@ -65,15 +67,17 @@ __global__ void __launch_bounds__(kThreads)
       if (grad_logits) grad_logits[base + j] = w * inv_c * e.grad;
     }
 #pragma unroll
-    for (int offset = kWarp / 2; offset > 0; offset /= 2) partial += __shfl_xor_sync(0xffffffffu, partial, offset);
+    for (int offset = kWarp / 2; offset > 0; offset /= 2)
+      partial += __shfl_xor_sync(0xffffffffu, partial, offset);
     if (lane == 0) loss[row] = partial * inv_c;
   }
 }
 
 // Grid: one thread per element of [n, c], grid-stride.
 template <class T>
-__global__ void per_sample_loss_backward_kernel(const T* __restrict__ grad_loss, const T* __restrict__ fused_grad,
-                                                T* __restrict__ grad_logits, int64_t n, int64_t c) {
+__global__ void per_sample_loss_backward_kernel(const T* __restrict__ grad_loss,
+                                                const T* __restrict__ fused_grad, T* __restrict__ grad_logits,
+                                                int64_t n, int64_t c) {
   const int64_t total = n * c;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
@@ -87,8 +91,8 @@ void per_sample_loss_forward_cuda(const T* logits, const T* targets, const T* cl
                                   T* grad_logits, const PerSampleLossArgs& args, int64_t* first_invalid,
                                   Stream stream) {
   HPA_NVTX_RANGE("per_sample_loss_forward");
-  HPA_CHECK(args.n >= 0 && args.c >= 1, "per_sample_loss_forward_cuda: need n >= 0 and c >= 1, got n = ", args.n,
-            ", c = ", args.c);
+  HPA_CHECK(args.n >= 0 && args.c >= 1,
+            "per_sample_loss_forward_cuda: need n >= 0 and c >= 1, got n = ", args.n, ", c = ", args.c);
   HPA_CUDA_CHECK(cudaMemsetAsync(first_invalid, 0xFF, 2 * sizeof(int64_t), stream));  // both flags = -1
   if (args.n == 0 && !class_weights) return;
   const bool focal = args.kind == PerSampleLossKind::focal;
@@ -99,18 +103,18 @@ void per_sample_loss_forward_cuda(const T* logits, const T* targets, const T* cl
 }
 
 template <class T>
-void per_sample_loss_backward_cuda(const T* grad_loss, const T* fused_grad, T* grad_logits, int64_t n, int64_t c,
-                                   Stream stream) {
+void per_sample_loss_backward_cuda(const T* grad_loss, const T* fused_grad, T* grad_logits, int64_t n,
+                                   int64_t c, Stream stream) {
   HPA_NVTX_RANGE("per_sample_loss_backward");
   if (n == 0 || c == 0) return;
-  per_sample_loss_backward_kernel<T><<<blocks_for(n * c, kThreads), kThreads, 0, stream>>>(grad_loss, fused_grad,
-                                                                                            grad_logits, n, c);
+  per_sample_loss_backward_kernel<T>
+      <<<blocks_for(n * c, kThreads), kThreads, 0, stream>>>(grad_loss, fused_grad, grad_logits, n, c);
   HPA_CHECK_LAUNCH("per_sample_loss_backward_kernel");
 }
 
-#define HPA_INSTANTIATE_LOSS_CUDA(T)                                                                         \
-  template void per_sample_loss_forward_cuda<T>(const T*, const T*, const T*, T*, T*, const PerSampleLossArgs&, \
-                                                int64_t*, Stream);                                           \
+#define HPA_INSTANTIATE_LOSS_CUDA(T)                                                         \
+  template void per_sample_loss_forward_cuda<T>(const T*, const T*, const T*, T*, T*,        \
+                                                const PerSampleLossArgs&, int64_t*, Stream); \
   template void per_sample_loss_backward_cuda<T>(const T*, const T*, T*, int64_t, int64_t, Stream);
 HPA_INSTANTIATE_LOSS_CUDA(float)
 HPA_INSTANTIATE_LOSS_CUDA(double)

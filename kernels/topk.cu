@@ -45,7 +45,8 @@ __global__ void __launch_bounds__(kThreads)
     long long before = 0;
     for (int64_t j = lane; j < n; j += kWarp) before += ranks_before(values[j], j, value, i) ? 1 : 0;
 #pragma unroll
-    for (int offset = kWarp / 2; offset > 0; offset /= 2) before += __shfl_xor_sync(0xffffffffu, before, offset);
+    for (int offset = kWarp / 2; offset > 0; offset /= 2)
+      before += __shfl_xor_sync(0xffffffffu, before, offset);
     if (lane == 0) {
       if (isnan(value)) {
         // The flag starts as all ones, larger than every index when read as unsigned.
@@ -64,8 +65,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // Grid: one thread per sample, grid-stride.
 template <class T>
-__global__ void topk_scatter_kernel(const T* __restrict__ grad_chosen, const int64_t* __restrict__ ranks, int64_t k,
-                                    T* __restrict__ grad_values, int64_t n) {
+__global__ void topk_scatter_kernel(const T* __restrict__ grad_chosen, const int64_t* __restrict__ ranks,
+                                    int64_t k, T* __restrict__ grad_values, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t rank = ranks[i];
@@ -81,8 +82,8 @@ void topk_rank_select_cuda(const T* values, int64_t n, int64_t k, int64_t* ranks
   HPA_NVTX_RANGE("topk_rank_select");
   HPA_CHECK(k >= 1 && k <= n, "topk_rank_select_cuda: k = ", k, " must be in [1, n] for n = ", n);
   HPA_CUDA_CHECK(cudaMemsetAsync(first_nan, 0xFF, sizeof(int64_t), stream));  // -1
-  topk_rank_select_kernel<T>
-      <<<blocks_for(n, kWarpsPerBlock), kThreads, 0, stream>>>(values, n, k, ranks, indices, chosen, first_nan);
+  topk_rank_select_kernel<T><<<blocks_for(n, kWarpsPerBlock), kThreads, 0, stream>>>(
+      values, n, k, ranks, indices, chosen, first_nan);
   HPA_CHECK_LAUNCH("topk_rank_select_kernel");
 }
 
@@ -91,12 +92,14 @@ void topk_scatter_cuda(const T* grad_chosen, const int64_t* ranks, int64_t k, T*
                        Stream stream) {
   HPA_NVTX_RANGE("topk_scatter");
   if (n == 0) return;
-  topk_scatter_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, stream>>>(grad_chosen, ranks, k, grad_values, n);
+  topk_scatter_kernel<T>
+      <<<blocks_for(n, kThreads), kThreads, 0, stream>>>(grad_chosen, ranks, k, grad_values, n);
   HPA_CHECK_LAUNCH("topk_scatter_kernel");
 }
 
-#define HPA_INSTANTIATE_TOPK_CUDA(T)                                                                          \
-  template void topk_rank_select_cuda<T>(const T*, int64_t, int64_t, int64_t*, int64_t*, T*, int64_t*, Stream); \
+#define HPA_INSTANTIATE_TOPK_CUDA(T)                                                                   \
+  template void topk_rank_select_cuda<T>(const T*, int64_t, int64_t, int64_t*, int64_t*, T*, int64_t*, \
+                                         Stream);                                                      \
   template void topk_scatter_cuda<T>(const T*, const int64_t*, int64_t, T*, int64_t, Stream);
 HPA_INSTANTIATE_TOPK_CUDA(float)
 HPA_INSTANTIATE_TOPK_CUDA(double)

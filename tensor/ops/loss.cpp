@@ -31,16 +31,18 @@ namespace hpa {
 namespace {
 
 #ifdef HPA_WITH_CUDA
-kernels::Stream stream_of(const Tensor& t) { return static_cast<kernels::Stream>(cuda::stream(t.device().index)); }
+kernels::Stream stream_of(const Tensor& t) {
+  return static_cast<kernels::Stream>(cuda::stream(t.device().index));
+}
 #endif
 
-// The errors of the value checks, shared by both devices; value(i) reads element i of
-// the offending tensor (from the device only on this error path).
-template <class T, class TargetAt, class WeightAt>
+// The errors of the value checks, shared by both devices; target_at(i) and weight_at(i)
+// read element i of the offending tensor (from the device only on this error path).
+template <class TargetAt, class WeightAt>
 void check_loss_values(const char* op, const Tensor& targets, const Tensor& class_weights, int64_t c,
                        int64_t bad_target, int64_t bad_weight, TargetAt target_at, WeightAt weight_at) {
-  HPA_CHECK(bad_target < 0, op, ": targets ", targets.desc(), " must lie in [0, 1], but target[", bad_target / c,
-            ", ", bad_target % c, "] = ", target_at(bad_target));
+  HPA_CHECK(bad_target < 0, op, ": targets ", targets.desc(), " must lie in [0, 1], but target[",
+            bad_target / c, ", ", bad_target % c, "] = ", target_at(bad_target));
   HPA_CHECK(bad_weight < 0, op, ": class_weights ", class_weights.desc(),
             " must be finite and >= 0, but class_weights[", bad_weight, "] = ", weight_at(bad_weight));
 }
@@ -57,12 +59,14 @@ struct PerSampleLossBackward : Node {
       using T = decltype(t);
       if (fused_grad.is_cuda()) {
 #ifdef HPA_WITH_CUDA
-        kernels::per_sample_loss_backward_cuda<T>(grad_loss.data<T>(), fused_grad.data<T>(), grad_logits.data<T>(),
-                                                  fused_grad.size(0), fused_grad.size(1), stream_of(fused_grad));
+        kernels::per_sample_loss_backward_cuda<T>(grad_loss.data<T>(), fused_grad.data<T>(),
+                                                  grad_logits.data<T>(), fused_grad.size(0),
+                                                  fused_grad.size(1), stream_of(fused_grad));
 #endif
       } else {
         kernels::per_sample_loss_backward_cpu<T>(grad_loss.data<T>(), fused_grad.data<T>(),
-                                                 grad_logits.data<T>(), fused_grad.size(0), fused_grad.size(1));
+                                                 grad_logits.data<T>(), fused_grad.size(0),
+                                                 fused_grad.size(1));
       }
     });
     return {grad_logits};
@@ -111,15 +115,15 @@ Tensor per_sample_loss(const char* op, const Tensor& logits, const Tensor& targe
                                                with_grad ? fused_grad.data<T>() : nullptr, args,
                                                first_invalid.data<int64_t>(), stream_of(logits));
       const std::vector<int64_t> bad = first_invalid.to_vector<int64_t>();
-      check_loss_values<T>(
+      check_loss_values(
           op, targets, class_weights, c, bad[0], bad[1],
-          [&](int64_t i) { return targets.reshape({n * c}).to_vector<T>()[static_cast<size_t>(i)]; },
+          [&](int64_t i) { return targets.to_vector<T>()[static_cast<size_t>(i)]; },
           [&](int64_t i) { return class_weights.to_vector<T>()[static_cast<size_t>(i)]; });
 #endif
     } else {
       const int64_t bad_target = kernels::first_outside_cpu<T>(y, n * c, 0.0, 1.0);
       const int64_t bad_weight = w ? kernels::first_outside_cpu<T>(w, c, 0.0, DBL_MAX) : -1;
-      check_loss_values<T>(
+      check_loss_values(
           op, targets, class_weights, c, bad_target, bad_weight, [&](int64_t i) { return y[i]; },
           [&](int64_t i) { return w[i]; });
       kernels::per_sample_loss_forward_cpu<T>(logits.data<T>(), y, w, loss.data<T>(),
@@ -149,8 +153,8 @@ struct HardSampleTopkBackward : Node {
       using T = decltype(t);
       if (grad_chosen.is_cuda()) {
 #ifdef HPA_WITH_CUDA
-        kernels::topk_scatter_cuda<T>(grad_chosen.data<T>(), ranks.data<int64_t>(), k, grad_losses.data<T>(), n,
-                                      stream_of(grad_chosen));
+        kernels::topk_scatter_cuda<T>(grad_chosen.data<T>(), ranks.data<int64_t>(), k, grad_losses.data<T>(),
+                                      n, stream_of(grad_chosen));
 #endif
       } else {
         kernels::topk_scatter_cpu<T>(grad_chosen.data<T>(), indices.data(), k, grad_losses.data<T>(), n);
@@ -196,8 +200,8 @@ HardSamples hard_sample_topk(const Tensor& per_sample_loss, int64_t k) {
       ranks = Tensor::empty({n}, DType::i64, per_sample_loss.device());
       Tensor nan_then_indices = Tensor::empty({k + 1}, DType::i64, per_sample_loss.device());
       int64_t* flag = nan_then_indices.data<int64_t>();
-      kernels::topk_rank_select_cuda<T>(losses, n, k, ranks.data<int64_t>(), flag + 1, out.losses.data<T>(), flag,
-                                        stream_of(per_sample_loss));
+      kernels::topk_rank_select_cuda<T>(losses, n, k, ranks.data<int64_t>(), flag + 1, out.losses.data<T>(),
+                                        flag, stream_of(per_sample_loss));
       const std::vector<int64_t> host = nan_then_indices.to_vector<int64_t>();
       nan_at = host[0];
       std::copy(host.begin() + 1, host.end(), out.indices.begin());
@@ -207,7 +211,8 @@ HardSamples hard_sample_topk(const Tensor& per_sample_loss, int64_t k) {
     }
     HPA_CHECK(nan_at < 0, op, ": the loss of sample ", nan_at, " in ", per_sample_loss.desc(),
               " is NaN; a NaN loss cannot be ranked (check the logits and targets of that sample)");
-    if (per_sample_loss.is_cpu()) kernels::topk_gather_cpu<T>(losses, out.indices.data(), k, out.losses.data<T>());
+    if (per_sample_loss.is_cpu())
+      kernels::topk_gather_cpu<T>(losses, out.indices.data(), k, out.losses.data<T>());
   });
   if (needs_grad({per_sample_loss})) {
     auto node = std::make_shared<HardSampleTopkBackward>();
