@@ -1,0 +1,57 @@
+// Geometric and photometric transforms on planar uint8 images (any channel count; samples
+// are 4 x H x W), and the final uint8 -> float normalization.
+//  - resize: area averaging on an axis that shrinks (each output pixel is the exact
+//    area-weighted mean of the input pixels it covers, as OpenCV's INTER_AREA), bilinear
+//    with half-pixel centres on an axis that grows. Rounded to nearest.
+//  - dihedral(k), k in 0..7: k & 3 = number of 90° counter-clockwise rotations, k & 4 = a
+//    horizontal flip applied first. dihedral_compose / dihedral_inverse give the group law.
+//  - Randomness comes only from an Rng passed in (data/rng.h), so a (seed, sample, epoch)
+//    stream reproduces the same augmentation on any thread.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "data/image.h"
+#include "data/rng.h"
+
+namespace hpa::data {
+
+Image resize(const Image& src, int out_height, int out_width);
+
+// Throws DataError when the window leaves the image or is empty.
+Image crop(const Image& src, int top, int left, int height, int width);
+Image center_crop(const Image& src, int height, int width);
+// A uniformly placed window (every valid top-left equally likely).
+Image random_crop(const Image& src, int height, int width, Rng& rng);
+
+constexpr int kDihedralCount = 8;
+Image dihedral(const Image& src, int k);
+// dihedral(dihedral(x, a), b) == dihedral(x, dihedral_compose(a, b)).
+int dihedral_compose(int first, int second);
+int dihedral_inverse(int k);
+
+// Per-channel photometric jitter: v' = clamp(contrast * (v - mean_c) + mean_c + 255 * brightness),
+// mean_c the channel's mean, contrast ~ U[1 - contrast_range, 1 + contrast_range],
+// brightness ~ U[-brightness_range, brightness_range], drawn independently per channel.
+void color_jitter(Image& image, double brightness_range, double contrast_range, Rng& rng);
+
+struct ChannelStats {
+  std::array<double, kNumChannels> mean{};  // on the [0, 1] scale
+  std::array<double, kNumChannels> std{};
+};
+// out[c][y][x] = (v / 255 - mean[c]) / std[c]; out holds channels x H x W floats. The image
+// must have kNumChannels channels and every std must be > 0.
+void normalize(const Image& image, const ChannelStats& stats, float* out);
+
+// The training augmentation in one call: random crop to crop_size (skipped when
+// crop_size <= 0 or equals the size), a random dihedral element, optional jitter.
+struct AugmentOptions {
+  int crop_size = 0;
+  bool dihedral = true;
+  double brightness = 0.0;  // jitter ranges; 0 disables
+  double contrast = 0.0;
+};
+Image augment(const Image& src, const AugmentOptions& options, Rng& rng);
+
+}  // namespace hpa::data
