@@ -20,7 +20,8 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxPieces = 64;
-constexpr int64_t kTileUnits = kThreads * 4;
+constexpr int kUnitsPerThread = 4;
+constexpr int64_t kTileUnits = kThreads * kUnitsPerThread;
 // Piece rows shorter than this (in units) are copied as one flat range.
 constexpr int64_t kShortRowUnits = kThreads;
 constexpr int64_t kMaxBlocks = 65535;
@@ -44,8 +45,10 @@ __host__ __device__ int64_t tiles_of(int64_t row_units, int64_t outer) {
 // x + gridDim.x, ... A tile is kTileUnits consecutive units of one piece row (long rows)
 // or of the piece's flattened [outer, row] range (short rows); threads take consecutive
 // units, so both sides are accessed coalesced. kToJoined: concat; otherwise split.
+// Launched with kThreads threads.
 template <class Unit, bool kToJoined>
-__global__ void concat_kernel(char* joined, int64_t joined_row_bytes, int64_t outer, PieceBatch batch) {
+__global__ void __launch_bounds__(kThreads)
+    concat_kernel(char* joined, int64_t joined_row_bytes, int64_t outer, PieceBatch batch) {
   const int p = static_cast<int>(blockIdx.y);
   char* piece = batch.pointer[p];
   const int64_t row_units = batch.row_bytes[p] / static_cast<int64_t>(sizeof(Unit));
@@ -62,12 +65,20 @@ __global__ void concat_kernel(char* joined, int64_t joined_row_bytes, int64_t ou
       const int64_t end = row_units - k0 < kTileUnits ? row_units : k0 + kTileUnits;
       Unit* piece_row = piece_units + o * row_units;
       Unit* joined_row = joined_units + o * joined_row_units;
-      for (int64_t k = k0 + threadIdx.x; k < end; k += blockDim.x) {
-        if (kToJoined) {
-          joined_row[k] = piece_row[k];
-        } else {
-          piece_row[k] = joined_row[k];
-        }
+      const Unit* from = kToJoined ? piece_row : joined_row;
+      Unit* to = kToJoined ? joined_row : piece_row;
+      // Thread t moves units k0 + t + u * kThreads: all loads before the first store, so
+      // several are in flight (the two sides never overlap).
+      Unit v[kUnitsPerThread];
+#pragma unroll
+      for (int u = 0; u < kUnitsPerThread; ++u) {
+        const int64_t k = k0 + u * kThreads + threadIdx.x;
+        if (k < end) v[u] = from[k];
+      }
+#pragma unroll
+      for (int u = 0; u < kUnitsPerThread; ++u) {
+        const int64_t k = k0 + u * kThreads + threadIdx.x;
+        if (k < end) to[k] = v[u];
       }
     } else {
       const int64_t total = outer * row_units;

@@ -49,4 +49,6 @@ void check_launch(const char* kernel, const char* file, int line);
 
 #define HPA_CHECK_LAUNCH(kernel_name) ::hpa::cuda::check_launch(kernel_name, __FILE__, __LINE__)
 
-#define HPA_NVTX_RANGE(name) ::hpa::cuda::NvtxRange hpa_nvtx_range_##__LINE__(name)
+#define HPA_NVTX_CONCAT_INNER(a, b) a##b
+#define HPA_NVTX_CONCAT(a, b) HPA_NVTX_CONCAT_INNER(a, b)
+#define HPA_NVTX_RANGE(name) ::hpa::cuda::NvtxRange HPA_NVTX_CONCAT(hpa_nvtx_range_, __LINE__)(name)

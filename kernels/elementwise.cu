@@ -141,13 +141,16 @@ __device__ __forceinline__ void row_offsets(const BroadcastArgs& args, int64_t r
 // Grid: block b handles tiles b, b + gridDim.x, ...; tile t is elements
 // [j0, j0 + kRowTile) of output row t / tiles_per_row, j0 = (t % tiles_per_row) * kRowTile.
 // Thread 0 turns the row into the operands' offsets (the only divisions) and shares them;
-// the block then walks the tile in packs of kVec: an operand with inner stride 1 is read a
-// pack at a time, one with inner stride 0 is a single value for the whole row. kVec > 1
-// needs inner % kVec == 0 and 16-byte aligned bases, so every pack is aligned.
+// thread t then handles packs t, t + kThreads, ... of kVec elements of the tile (launched
+// with kThreads threads): an operand with inner stride 1 is read a pack at a time, one with
+// inner stride 0 is a single value for the whole row. kVec > 1 needs inner % kVec == 0 and
+// 16-byte aligned bases, so every pack is aligned.
 template <class T, int kVec, class F>
-__global__ void broadcast_rows_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
-                                      BroadcastArgs args, int64_t tiles_per_row, int64_t tiles, F f) {
+__global__ void __launch_bounds__(kThreads)
+    broadcast_rows_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out,
+                          BroadcastArgs args, int64_t tiles_per_row, int64_t tiles, F f) {
   constexpr bool kReadsB = reads_second_operand<F>::value;
+  constexpr int kPacksPerThread = static_cast<int>(kRowTile / (kThreads * kVec));
   __shared__ int64_t shared_offsets[2];
   const int last = args.ndim - 1;
   const int64_t inner = args.sizes[last];
@@ -164,23 +167,33 @@ __global__ void broadcast_rows_kernel(const T* __restrict__ a, const T* __restri
     const int64_t len = inner - j0 < kRowTile ? inner - j0 : kRowTile;
     const T a_value = a_runs ? T(0) : pa[0];
     const T b_value = (b_runs || !kReadsB) ? T(0) : pb[0];
-    for (int64_t j = static_cast<int64_t>(threadIdx.x) * kVec; j < len;
-         j += static_cast<int64_t>(blockDim.x) * kVec) {
-      Pack<T, kVec> va, vb, vo;
+    // All loads of the thread's packs are issued before the first store, so each thread
+    // keeps several 16-byte loads in flight.
+    Pack<T, kVec> va[kPacksPerThread], vb[kPacksPerThread];
+#pragma unroll
+    for (int u = 0; u < kPacksPerThread; ++u) {
+      const int64_t j = (static_cast<int64_t>(u) * kThreads + threadIdx.x) * kVec;
+      if (j >= len) continue;
       if (a_runs) {
-        va = load_pack<T, kVec>(pa + j);
+        va[u] = load_pack<T, kVec>(pa + j);
       } else {
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) va.v[k] = a_value;
+        for (int k = 0; k < kVec; ++k) va[u].v[k] = a_value;
       }
       if (kReadsB && b_runs) {
-        vb = load_pack<T, kVec>(pb + j);
+        vb[u] = load_pack<T, kVec>(pb + j);
       } else {
 #pragma unroll
-        for (int k = 0; k < kVec; ++k) vb.v[k] = b_value;
+        for (int k = 0; k < kVec; ++k) vb[u].v[k] = b_value;
       }
+    }
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) vo.v[k] = f(va.v[k], vb.v[k]);
+    for (int u = 0; u < kPacksPerThread; ++u) {
+      const int64_t j = (static_cast<int64_t>(u) * kThreads + threadIdx.x) * kVec;
+      if (j >= len) continue;
+      Pack<T, kVec> vo;
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) vo.v[k] = f(va[u].v[k], vb[u].v[k]);
       store_pack<T, kVec>(po + j, vo);
     }
   }

@@ -4,6 +4,9 @@
 #include <unordered_set>
 
 #include "kernels/accumulate.h"
+#ifdef HPA_WITH_CUDA
+#include "tensor/cuda_backend.h"
+#endif
 
 namespace hpa {
 
@@ -51,10 +54,18 @@ void record(const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs
 void accumulate_into(Tensor& dst, const Tensor& src) {
   HPA_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype() && dst.device() == src.device(),
             "gradient accumulation: ", src.desc(), " into ", dst.desc());
-  HPA_CHECK(dst.is_cpu(), "gradient accumulation: no CUDA twin in this build for ", dst.desc());
   dispatch_float(dst.dtype(), "gradient accumulation", [&](auto tag) {
     using T = decltype(tag);
-    kernels::accumulate_cpu(dst.data<T>(), src.data<T>(), dst.numel());
+    if (dst.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      kernels::accumulate_cuda(dst.data<T>(), src.data<T>(), dst.numel(),
+                               static_cast<kernels::Stream>(cuda::stream(dst.device().index)));
+#else
+      HPA_FAIL("gradient accumulation: this build has no CUDA backend, got ", dst.desc());
+#endif
+    } else {
+      kernels::accumulate_cpu(dst.data<T>(), src.data<T>(), dst.numel());
+    }
   });
 }
 

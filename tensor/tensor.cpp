@@ -7,9 +7,12 @@
 #include <sstream>
 
 #include "kernels/cast.h"
-#include "kernels/philox.h"
+#include "kernels/fill.h"
 #include "tensor/autograd.h"
 #include "tensor/random.h"
+#ifdef HPA_WITH_CUDA
+#include "tensor/cuda_backend.h"
+#endif
 
 namespace hpa {
 
@@ -84,6 +87,51 @@ void copy_bytes(void* dst, Device dd, const void* src, Device sd, size_t n) {
   }
 }
 
+#ifdef HPA_WITH_CUDA
+kernels::Stream stream_of(Device device) { return static_cast<kernels::Stream>(cuda::stream(device.index)); }
+#else
+[[noreturn]] void no_cuda(const char* op, Device device) {
+  HPA_FAIL(op, ": this build has no CUDA backend, got device ", device);
+}
+#endif
+
+// The bytes of one element of `dtype` holding `value`, converted as every host value is
+// (store_from_double), in the low bytes of the result.
+uint64_t element_pattern(DType dtype, double value) {
+  unsigned char bytes[sizeof(uint64_t)] = {};
+  store_from_double(bytes, dtype, 0, value);
+  uint64_t pattern = 0;
+  std::memcpy(&pattern, bytes, sizeof pattern);
+  return pattern;
+}
+
+// A new f32 or f64 tensor on `device` holding uniform (normal == false) or normal draws.
+Tensor philox_filled(const Shape& shape, DType dtype, Device device, const kernels::PhiloxDraw& draw,
+                     bool normal) {
+  Tensor t = Tensor::empty(shape, dtype, device);
+  const int64_t n = t.numel();
+  dispatch_float(dtype, normal ? "randn" : "rand", [&](auto tag) {
+    using T = decltype(tag);
+    T* out = t.data<T>();
+    if (device.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+      if (normal) {
+        kernels::fill_normal_cuda(out, n, draw, stream_of(device));
+      } else {
+        kernels::fill_uniform_cuda(out, n, draw, stream_of(device));
+      }
+#else
+      no_cuda(normal ? "randn" : "rand", device);
+#endif
+    } else if (normal) {
+      kernels::fill_normal_cpu(out, n, draw);
+    } else {
+      kernels::fill_uniform_cpu(out, n, draw);
+    }
+  });
+  return t;
+}
+
 // A host tensor filled by f(i) -> double, then moved to `device`.
 template <class F>
 Tensor host_filled(const Shape& shape, DType dtype, Device device, F&& f) {
@@ -128,9 +176,23 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
 Tensor Tensor::ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
-  return host_filled(shape, dtype, device, [&](int64_t) { return value; });
+  Tensor t = empty(shape, dtype, device);
+  const uint64_t pattern = element_pattern(dtype, value);
+  const int element_bytes = static_cast<int>(dtype_size(dtype));
+  if (device.is_cuda()) {
+#ifdef HPA_WITH_CUDA
+    kernels::fill_pattern_cuda(t.data_ptr(), t.numel(), element_bytes, pattern, stream_of(device));
+#else
+    no_cuda("full", device);
+#endif
+  } else {
+    kernels::fill_pattern_cpu(t.data_ptr(), t.numel(), element_bytes, pattern);
+  }
+  return t;
 }
 
+// arange is computed on the host and copied: it is small and rare, and a device kernel
+// would have to keep nvcc from fusing start + step * i into an FMA to match the CPU.
 Tensor Tensor::arange(int64_t n, DType dtype, Device device) {
   HPA_CHECK(n >= 0, "arange: negative length ", n);
   return host_filled(Shape{n}, dtype, device, [](int64_t i) { return static_cast<double>(i); });
@@ -143,20 +205,25 @@ Tensor Tensor::arange(double start, double end, double step, DType dtype, Device
   return host_filled(Shape{n}, dtype, device, [&](int64_t i) { return start + step * static_cast<double>(i); });
 }
 
+// f32 and f64 draws are made on their device by the fill kernels; other dtypes are drawn
+// on the host (as double, converted like any host value) and copied.
 Tensor Tensor::rand(const Shape& shape, DType dtype, Device device, Generator* gen) {
   Generator& g = gen ? *gen : default_generator();
   const uint64_t seed = g.seed(), offset = g.next_offset();
+  const kernels::PhiloxDraw draw{seed, offset};
+  if (dtype == DType::f32 || dtype == DType::f64) return philox_filled(shape, dtype, device, draw, false);
   return host_filled(shape, dtype, device, [&](int64_t i) {
-    const auto r = kernels::philox4x32_10(static_cast<uint64_t>(i), offset, seed);
-    return static_cast<double>(kernels::philox_uniform(r.v[0]));
+    return static_cast<double>(kernels::uniform_element<float>(static_cast<uint64_t>(i), draw));
   });
 }
 
 Tensor Tensor::randn(const Shape& shape, DType dtype, Device device, Generator* gen) {
   Generator& g = gen ? *gen : default_generator();
   const uint64_t seed = g.seed(), offset = g.next_offset();
+  const kernels::PhiloxDraw draw{seed, offset};
+  if (dtype == DType::f32 || dtype == DType::f64) return philox_filled(shape, dtype, device, draw, true);
   return host_filled(shape, dtype, device, [&](int64_t i) {
-    return kernels::philox_normal(kernels::philox4x32_10(static_cast<uint64_t>(i), offset, seed));
+    return kernels::normal_element<double>(static_cast<uint64_t>(i), draw);
   });
 }
 
@@ -182,16 +249,30 @@ Tensor Tensor::to(Device d) const {
 
 Tensor Tensor::to(DType t) const {
   if (dtype() == t) return *this;
-  HPA_CHECK(is_cpu(), "Tensor::to(", dtype_name(t), "): dtype casts run on the CPU; tensor is ", desc());
+  const bool f32_to_f64 = dtype() == DType::f32 && t == DType::f64;
+  const bool f64_to_f32 = dtype() == DType::f64 && t == DType::f32;
+  HPA_CHECK(is_cpu() || f32_to_f64 || f64_to_f32, "Tensor::to(", dtype_name(t),
+            "): on CUDA only f32 <-> f64 casts run on the device; tensor is ", desc(),
+            " (cast on the CPU: .to(Device::cpu()).to(dtype))");
   Tensor out = empty(shape(), t, device());
   out.impl().layout = layout();
   const void* src = data_ptr();
   void* dst = out.data_ptr();
   const int64_t n = numel();
-  if (dtype() == DType::f64 && t == DType::f32) {
-    const double* s = static_cast<const double*>(src);
-    float* o = static_cast<float*>(dst);
-    for (int64_t i = 0; i < n; ++i) o[i] = static_cast<float>(s[i]);
+  if (is_cuda()) {
+#ifdef HPA_WITH_CUDA
+    if (f32_to_f64) {
+      kernels::cast_cuda(static_cast<const float*>(src), static_cast<double*>(dst), n, stream_of(device()));
+    } else {
+      kernels::cast_cuda(static_cast<const double*>(src), static_cast<float*>(dst), n, stream_of(device()));
+    }
+#else
+    no_cuda("Tensor::to(dtype)", device());
+#endif
+  } else if (f64_to_f32) {
+    kernels::cast_cpu(static_cast<const double*>(src), static_cast<float*>(dst), n);
+  } else if (f32_to_f64) {
+    kernels::cast_cpu(static_cast<const float*>(src), static_cast<double*>(dst), n);
   } else {
     for (int64_t i = 0; i < n; ++i) store_from_double(dst, t, i, load_as_double(src, dtype(), i));
   }
