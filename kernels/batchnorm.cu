@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 
 #include "kernels/batchnorm.h"
 #include "kernels/cuda_check.h"
