@@ -343,6 +343,7 @@ void conv2d_forward_cpu(const Conv2dArgs& a, const T* x, const T* weight, const 
 
 template <class T>
 void conv2d_backward_input_cpu(const Conv2dArgs& a, const T* grad_y, const T* weight, T* grad_x) {
+  if (a.n == 0 || a.h == 0 || a.w == 0) return;  // grad_x is empty (and the work split below divides by n)
   const ConvGeometry geo(a);
   const int threads = threads_for(a);
   const BlockPlan plan = plan_blocks(a, geo.pointwise, geo.k, sizeof(T), a.groups, threads, true);

@@ -11,8 +11,12 @@
 //    convolution uses the input itself as the column matrix.
 //  - Backward input is columns = weight^T x grad_output, then col2im scatter-adds (+=) the
 //    columns back onto the input pixels; backward weight is grad_output x columns^T.
+//  - The CUDA twin (kernels/conv.cu) is cuDNN's legacy convolution API, not im2col: see
+//    the header of conv.cu and docs/CUDNN.md. kernels/ cannot reach the caching allocator
+//    (tensor/), so the caller lends cuDNN its workspace through CudaWorkspace.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/hd.h"
@@ -62,5 +66,49 @@ void conv2d_backward_weight_cpu(const Conv2dArgs& a, const T* grad_y, const T* x
 // grad_bias[c] = sum of grad_y over n, h, w. Writes (=) all of grad_bias.
 template <class T>
 void conv2d_backward_bias_cpu(const Conv2dArgs& a, const T* grad_y, T* grad_bias);
+
+// ---- CUDA twin (kernels/conv.cu) ----------------------------------------------------------
+
+// Device memory lent to a library call. allocate(bytes) returns memory on the call's device
+// that stays valid until the launcher returns; the launcher queues all its work on the
+// context's stream before returning, so the lender may reuse the memory for later work on
+// that same stream.
+class CudaWorkspace {
+ public:
+  virtual void* allocate(size_t bytes) = 0;
+
+ protected:
+  ~CudaWorkspace() = default;
+};
+
+struct Conv2dCudaContext {
+  int device = 0;  // the CUDA device every pointer lives on
+  Stream stream = nullptr;
+  bool allow_tf32 = true;  // f32 only: TF32 tensor-core math (cuda::allow_tf32())
+  CudaWorkspace* workspace = nullptr;
+};
+
+// Bytes of cuDNN workspace a convolution may use (algorithms needing more are skipped):
+// HPA_CUDNN_WORKSPACE_MB, default 1024.
+size_t conv2d_cuda_workspace_limit();
+
+// The CUDA twins of the four kernels above, same contracts, all writing (=). Algorithms
+// are chosen by cudnnFind*AlgorithmEx on the first call per (shape, options, dtype, TF32,
+// device, direction) and cached.
+template <class T>
+void conv2d_forward_cuda(const Conv2dArgs& a, const T* x, const T* weight, const T* bias, T* y,
+                         const Conv2dCudaContext& ctx);
+template <class T>
+void conv2d_backward_input_cuda(const Conv2dArgs& a, const T* grad_y, const T* weight, T* grad_x,
+                                const Conv2dCudaContext& ctx);
+template <class T>
+void conv2d_backward_weight_cuda(const Conv2dArgs& a, const T* grad_y, const T* x, T* grad_weight,
+                                 const Conv2dCudaContext& ctx);
+template <class T>
+void conv2d_backward_bias_cuda(const Conv2dArgs& a, const T* grad_y, T* grad_bias,
+                               const Conv2dCudaContext& ctx);
+
+// Number of cached algorithm choices (all devices, all directions), for tests.
+size_t conv2d_cuda_cached_algorithms();
 
 }  // namespace hpa::kernels

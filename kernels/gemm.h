@@ -8,9 +8,14 @@
 // region call gemm_serial_cpu; gemm_cpu splits one large product over the OpenMP threads.
 // Bad dimensions throw std::invalid_argument: the ops validate user input first, so this
 // only fires on an engine bug.
+//
+// The CUDA twin (kernels/gemm.cu) is cublasGemmEx on the same row-major arguments, with one
+// cuBLAS handle per device on the device's stream and TF32 chosen per call.
 #pragma once
 
 #include <cstdint>
+
+#include "kernels/hd.h"
 
 namespace hpa::kernels {
 
@@ -36,5 +41,16 @@ void gemm_serial_cpu(const GemmArgs& g, T alpha, const T* a, const T* b, T beta,
 // is large enough to pay for it and no parallel region is active.
 template <class T>
 void gemm_cpu(const GemmArgs& g, T alpha, const T* a, const T* b, T beta, T* c);
+
+struct GemmCudaContext {
+  int device = 0;  // the CUDA device every pointer lives on
+  Stream stream = nullptr;
+  bool allow_tf32 = true;  // f32 only: CUBLAS_COMPUTE_32F_FAST_TF32 instead of CUBLAS_COMPUTE_32F
+};
+
+// The same product on the GPU, queued on ctx.stream. Dimensions and leading dimensions
+// must fit cuBLAS's 32-bit ints. With k == 0, C = 0 for beta 0 and is left alone for beta 1.
+template <class T>
+void gemm_cuda(const GemmArgs& g, T alpha, const T* a, const T* b, T beta, T* c, const GemmCudaContext& ctx);
 
 }  // namespace hpa::kernels

@@ -266,6 +266,33 @@ TEST(Conv2d, GradientsOnlyWhereRequired) {
   EXPECT_FALSE(conv2d(x2, w, b3).requires_grad());
 }
 
+// Empty batch: empty output, zero weight and bias gradients. Empty input plane seen only
+// through padding: the output is the bias, the weight gradient zero, the bias gradient
+// the sum of grad_y.
+TEST(Conv2d, EmptyBatchAndEmptyPlane) {
+  Tensor w = randn({4, 3, 3, 3}, DType::f64, 2).set_requires_grad();
+  Tensor b = randn({4}, DType::f64, 3).set_requires_grad();
+  Tensor x0 = Tensor::zeros({0, 3, 5, 5}, DType::f64).set_requires_grad();
+  Tensor y0 = conv2d(x0, w, b, Conv2dOptions::square(1, 1));
+  EXPECT_EQ(y0.shape(), (Shape{0, 4, 5, 5}));
+  y0.backward(Tensor::zeros(y0.shape(), DType::f64));
+  EXPECT_EQ(x0.grad().shape(), (Shape{0, 3, 5, 5}));
+  EXPECT_EQ(w.grad().to_vector<double>(), std::vector<double>(108, 0.0));
+  EXPECT_EQ(b.grad().to_vector<double>(), std::vector<double>(4, 0.0));
+
+  Tensor w1 = randn({4, 3, 1, 1}, DType::f64, 4).set_requires_grad();
+  Tensor b1 = Tensor::from_vector<double>({1, -2, 3, 0.5}, {4}).set_requires_grad();
+  Tensor x1 = Tensor::zeros({2, 3, 0, 4}, DType::f64).set_requires_grad();
+  Tensor y1 = conv2d(x1, w1, b1, Conv2dOptions::square(1, 1));
+  ASSERT_EQ(y1.shape(), (Shape{2, 4, 2, 6}));
+  const auto yv = y1.to_vector<double>();
+  for (size_t i = 0; i < yv.size(); ++i) EXPECT_EQ(yv[i], b1.to_vector<double>()[(i / 12) % 4]) << i;
+  y1.backward(Tensor::ones(y1.shape(), DType::f64));
+  EXPECT_EQ(x1.grad().shape(), (Shape{2, 3, 0, 4}));
+  EXPECT_EQ(w1.grad().to_vector<double>(), std::vector<double>(12, 0.0));
+  EXPECT_EQ(b1.grad().to_vector<double>(), std::vector<double>(4, 24.0));
+}
+
 TEST(Conv2d, ErrorsNameTheOpAndShapes) {
   Tensor x = Tensor::zeros({2, 4, 8, 8});
   Tensor w = Tensor::zeros({6, 4, 3, 3});

@@ -136,6 +136,26 @@ TEST(Linear, ZeroFeaturesGiveTheBias) {
             std::vector<float>(6, 0.0f));
 }
 
+// Backward through empty shapes: no features gives empty x/weight gradients and the bias
+// gradient; an empty batch gives zero weight and bias gradients.
+TEST(Linear, EmptyShapesBackward) {
+  Tensor x = Tensor::zeros({3, 0}, DType::f64).set_requires_grad();
+  Tensor w = Tensor::zeros({2, 0}, DType::f64).set_requires_grad();
+  Tensor b = Tensor::zeros({2}, DType::f64).set_requires_grad();
+  linear(x, w, b).backward(Tensor::from_vector<double>({1, 2, 3, 4, 5, 6}, {3, 2}));
+  EXPECT_EQ(x.grad().shape(), (Shape{3, 0}));
+  EXPECT_EQ(w.grad().shape(), (Shape{2, 0}));
+  EXPECT_EQ(b.grad().to_vector<double>(), (std::vector<double>{9, 12}));
+
+  Tensor x0 = Tensor::zeros({0, 4}, DType::f64).set_requires_grad();
+  Tensor w0 = randn({2, 4}, DType::f64, 1).set_requires_grad();
+  Tensor b0 = Tensor::zeros({2}, DType::f64).set_requires_grad();
+  linear(x0, w0, b0).backward(Tensor::zeros({0, 2}, DType::f64));
+  EXPECT_EQ(x0.grad().shape(), (Shape{0, 4}));
+  EXPECT_EQ(w0.grad().to_vector<double>(), std::vector<double>(8, 0.0));
+  EXPECT_EQ(b0.grad().to_vector<double>(), std::vector<double>(2, 0.0));
+}
+
 TEST(Linear, ErrorsNameTheOpAndShapes) {
   Tensor x = Tensor::zeros({4, 5}), w = Tensor::zeros({3, 5});
   EXPECT_HPA_ERROR(linear(Tensor::zeros({4, 5, 1}), w), "linear", "input", "[4, 5, 1]");
