@@ -1,4 +1,4 @@
-// GPU benchmarks of the memory-bound elementwise and reduction kernels at the size of
+// GPU benchmarks of the memory-bound elementwise, reduction, dropout and concat kernels at the size of
 // ResNet50's layer-1 activations in a 4x512x512 batch-32 training step (32x256x128x128
 // f32, 512 MiB), against the device-to-device copy bandwidth measured in the same run.
 //
@@ -161,6 +161,30 @@ void BM_SumOverBatchAndSpace(benchmark::State& state) {
                  [&] { benchmark::DoNotOptimize(hpa::sum(x, dims)); });
 }
 
+// Dropout draws its mask from the Philox stream: the same (seed, offset) gives the CPU's
+// mask bit for bit, so the comparison is exact. Reads x, writes y.
+void BM_DropoutForward(benchmark::State& state) {
+  const Tensor x = device_randn(kActivation, 8);
+  hpa::Generator g_gpu(42), g_cpu(42);
+  const double err = worst_error(hpa::dropout(x, 0.5, true, &g_gpu),
+                                 hpa::dropout(x.to(Device::cpu()), 0.5, true, &g_cpu), 0, 0);
+  if (err > 1) return fail(state, "dropout differs from the CPU by " + std::to_string(err) + "x tolerance 0");
+  hpa::Generator g(7);
+  time_on_device(state, 2.0 * static_cast<double>(x.nbytes()),
+                 [&] { benchmark::DoNotOptimize(hpa::dropout(x, 0.5, true, &g)); });
+}
+
+// DenseNet-style channel concatenation of two halves of the activation: reads both,
+// writes the whole.
+void BM_ConcatChannels(benchmark::State& state) {
+  const Tensor a = device_randn({32, 128, 128, 128}, 9), b = device_randn({32, 128, 128, 128}, 10);
+  const double err =
+      worst_error(hpa::concat({a, b}, 1), hpa::concat({a.to(Device::cpu()), b.to(Device::cpu())}, 1), 0, 0);
+  if (err > 1) return fail(state, "concat differs from the CPU by " + std::to_string(err) + "x tolerance 0");
+  time_on_device(state, 2.0 * static_cast<double>(a.nbytes() + b.nbytes()),
+                 [&] { benchmark::DoNotOptimize(hpa::concat({a, b}, 1)); });
+}
+
 }  // namespace
 
 BENCHMARK(BM_DeviceToDeviceCopy)->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -168,6 +192,8 @@ BENCHMARK(BM_BroadcastAddBias)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ReluForward)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ReluBackward)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SumOverBatchAndSpace)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DropoutForward)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ConcatChannels)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 #endif  // HPA_WITH_CUDA
 

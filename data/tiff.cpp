@@ -161,6 +161,11 @@ DecodedImage decode_tiff_memory(const uint8_t* bytes, size_t size, const std::st
         static_cast<uint64_t>(tile_width) * tile_height * chunk_pixel_bytes !=
             static_cast<uint64_t>(tile_bytes))
       throw fail("corrupt TIFF tile layout");
+    // Tile sizes come from the header independently of the image size: bound them before
+    // allocating, so a hostile header cannot ask for gigabytes.
+    if (tile_width > static_cast<uint32_t>(kMaxImageSide) || tile_height > static_cast<uint32_t>(kMaxImageSide) ||
+        static_cast<int64_t>(tile_bytes) > kMaxImageBytes)
+      throw fail("TIFF tile too large (" + std::to_string(tile_width) + "x" + std::to_string(tile_height) + ")");
     std::vector<uint8_t> tile(static_cast<size_t>(tile_bytes));
     for (int plane = 0; plane < planes; ++plane)
       for (uint32_t y = 0; y < height; y += tile_height)

@@ -1,0 +1,140 @@
+// The packed cache: a whole dataset at one working size in one file that is memory-mapped
+// and handed to the loader without decoding. Layout (all integers little-endian):
+//
+//   offset 0     header, 128 bytes (below), then zero padding
+//   4096         images: count x (4 x S x S) uint8, planar R, G, B, Y; sample i at
+//                images_offset + i * sample_bytes (page-aligned whenever 4*S*S is a multiple
+//                of 4096, e.g. S = 512 or 768)
+//   then         labels: count x 28 uint8, each 0 or 1
+//   then         id offsets: (count + 1) uint64 into the id bytes (8-aligned), ids[i] =
+//                bytes [off[i], off[i+1]); then the id bytes (no terminators)
+//   then         sample checksums: count uint64, XXH64 of each sample's image bytes (8-aligned)
+//   file_size    end
+//
+//   header: magic "HPAPACK\0" | u32 version (1) | u32 header_bytes (128) | u64 count |
+//           u32 size S | u32 channels (4) | u32 classes (28) | u32 reserved (0) |
+//           u64 images_offset | u64 sample_bytes | u64 labels_offset | u64 id_offsets_offset |
+//           u64 id_bytes | u64 checksums_offset | u64 file_size | u64 payload_checksum |
+//           u64 header_checksum | 8 reserved bytes (0)
+//
+// Every section position is a function of (count, S, id_bytes): the reader recomputes the
+// layout and requires the header to match it exactly, so no offset in a file is trusted.
+// header_checksum = XXH64 of the header's first 104 bytes (all before it); payload_checksum = XXH64 of bytes
+// [header_bytes, file_size). Opening always checks the header (magic, version, checksum,
+// layout, file size) and the small sections (labels are 0/1, id offsets increase, ids are
+// printable); the full payload checksum (a pass over every byte, ~memory bandwidth) is
+// optional, and verify_sample(i) checks one sample's image against its stored checksum.
+// Writes go to a temporary file beside the target that is renamed into place at finish().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "data/csv.h"
+
+namespace hpa::data {
+
+constexpr uint32_t kPackVersion = 1;
+constexpr size_t kPackHeaderBytes = 128;
+constexpr size_t kPackImagesOffset = 4096;
+
+// Streams samples into a new pack. Memory use is the labels, ids and checksums only.
+class PackWriter {
+ public:
+  // Opens `<path>.tmp.<pid>.<n>` for writing; size is S of the S x S samples.
+  PackWriter(std::string path, int size);
+  ~PackWriter();  // an unfinished pack's temporary file is removed
+  PackWriter(const PackWriter&) = delete;
+  PackWriter& operator=(const PackWriter&) = delete;
+
+  // image: 4 x size x size uint8, planar R, G, B, Y.
+  void add(std::string_view id, LabelMask labels, const uint8_t* image);
+  // Writes the tail sections and the header, flushes to disk, renames into place.
+  void finish();
+
+  int64_t count() const { return static_cast<int64_t>(labels_.size()); }
+  int size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  void write_bytes(const void* bytes, size_t n);
+  std::string path_, temp_path_;
+  int size_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+  std::vector<LabelMask> labels_;
+  std::vector<uint64_t> id_offsets_{0};
+  std::string id_bytes_;
+  std::vector<uint64_t> sample_checksums_;
+  bool finished_ = false;
+};
+
+class PackReader {
+ public:
+  // Maps the file read-only and validates it (see the header comment). Throws DataError
+  // naming the file and what is wrong: missing, bad magic, unsupported version, header
+  // checksum, truncated or oversized file, inconsistent layout, bad label or id bytes,
+  // payload checksum mismatch (only when verify_checksum).
+  static PackReader open(const std::string& path, bool verify_checksum = false);
+  // The same checks on bytes already in memory, which must outlive the reader (tests, fuzzing).
+  static PackReader from_memory(const uint8_t* bytes, size_t size, const std::string& name,
+                                bool verify_checksum = false);
+
+  PackReader(PackReader&&) noexcept;
+  PackReader& operator=(PackReader&&) noexcept;
+  ~PackReader();
+
+  const std::string& name() const { return name_; }
+  int64_t count() const { return count_; }
+  int size() const { return size_; }
+  size_t sample_bytes() const { return sample_bytes_; }
+  // 4 x S x S uint8 inside the mapping; valid while the reader lives.
+  const uint8_t* image(int64_t i) const {
+    check_index(i);
+    return base_ + images_offset_ + static_cast<size_t>(i) * sample_bytes_;
+  }
+  LabelMask labels(int64_t i) const;
+  std::string_view id(int64_t i) const;
+  uint64_t sample_checksum(int64_t i) const;
+  // Throws DataError naming the file and the sample when its image bytes do not match.
+  void verify_sample(int64_t i) const;
+  // Throws DataError naming the file when the payload checksum does not match.
+  void verify_checksum() const;
+
+ private:
+  PackReader() = default;
+  void validate(bool check_payload);
+  void check_index(int64_t i) const;
+  void release();
+
+  std::string name_;
+  const uint8_t* base_ = nullptr;
+  size_t file_size_ = 0;
+  bool mapped_ = false;
+  int64_t count_ = 0;
+  int size_ = 0;
+  size_t sample_bytes_ = 0;
+  size_t images_offset_ = 0, labels_offset_ = 0, id_offsets_offset_ = 0, id_bytes_offset_ = 0,
+         checksums_offset_ = 0;
+  uint64_t payload_checksum_ = 0;
+};
+
+struct PackDatasetOptions {
+  int size = 512;   // S: samples are resized (area averaging) to S x S
+  int threads = 2;  // decoding threads
+  bool skip_bad = false;
+  // Called after every sample written with (done, total); may print progress.
+  std::function<void(int64_t done, int64_t total)> progress;
+};
+
+// Decodes every sample of the index (in index order), resizes it to S x S and writes the
+// pack atomically. Returns the number of samples written (fewer than the index holds only
+// with skip_bad, which warns once per skipped sample on stderr).
+int64_t pack_dataset(const DatasetIndex& index, const std::string& path, const PackDatasetOptions& options);
+
+}  // namespace hpa::data

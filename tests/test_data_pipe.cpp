@@ -1,0 +1,1059 @@
+// The data pipeline after decoding: stratified folds, the epoch sampler (oversampling,
+// sharding), perceptual and checksum hashes, near-duplicate grouping, the packed cache and
+// the loader. Data is small and synthetic (in-memory images, or PNGs written with
+// data/image.h's writer into a temporary folder); every seed is fixed.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "data/dedupe.h"
+#include "data/error.h"
+#include "data/hash.h"
+#include "data/hpa_classes.h"
+#include "data/image.h"
+#include "data/loader.h"
+#include "data/pack.h"
+#include "data/sampler.h"
+#include "data/split.h"
+#include "data/synth.h"
+#include "data/transforms.h"
+
+using namespace hpa::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+#define EXPECT_DATA_ERROR(stmt, ...)                                          \
+  do {                                                                        \
+    try {                                                                     \
+      stmt;                                                                   \
+      ADD_FAILURE() << "expected DataError from " #stmt;                      \
+    } catch (const DataError& e) {                                            \
+      for (const std::string& needle : std::vector<std::string>{__VA_ARGS__}) \
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)      \
+            << "message '" << e.what() << "' lacks '" << needle << "'";       \
+    }                                                                         \
+  } while (0)
+
+constexpr const auto& kHpaCounts = kHpaTrainCounts;  // the public train.csv's class counts
+
+// n samples with 1-4 labels each, classes drawn without replacement with probability
+// proportional to the real counts (so rare classes stay rare: a few samples each at n = 3000).
+std::vector<std::vector<int>> real_like_labels(int n, uint64_t seed) {
+  Rng rng(seed);
+  const double total = std::accumulate(kHpaCounts.begin(), kHpaCounts.end(), 0.0);
+  std::vector<std::vector<int>> labels(static_cast<size_t>(n));
+  for (auto& sample : labels) {
+    const double u = rng.uniform();
+    const int how_many = u < 0.5 ? 1 : u < 0.85 ? 2 : u < 0.97 ? 3 : 4;
+    while (static_cast<int>(sample.size()) < how_many) {
+      double pick = rng.uniform() * total;
+      int c = 0;
+      while (c < kNumClasses - 1 && pick >= static_cast<double>(kHpaCounts[static_cast<size_t>(c)]))
+        pick -= static_cast<double>(kHpaCounts[static_cast<size_t>(c++)]);
+      if (std::find(sample.begin(), sample.end(), c) == sample.end()) sample.push_back(c);
+    }
+  }
+  return labels;
+}
+
+std::vector<int64_t> class_totals(const std::vector<std::vector<int>>& labels) {
+  std::vector<int64_t> totals(kNumClasses, 0);
+  for (const auto& s : labels)
+    for (int c : s) ++totals[static_cast<size_t>(c)];
+  return totals;
+}
+
+// The largest |count - ideal| over folds and classes.
+double worst_label_deviation(const std::vector<std::vector<int>>& labels, const std::vector<int>& fold_of,
+                             int folds) {
+  const auto counts = fold_label_counts(labels, kNumClasses, fold_of, folds);
+  const auto totals = class_totals(labels);
+  double worst = 0;
+  for (int f = 0; f < folds; ++f)
+    for (int c = 0; c < kNumClasses; ++c)
+      worst = std::max(worst,
+                       std::abs(static_cast<double>(counts[static_cast<size_t>(f)][static_cast<size_t>(c)]) -
+                                static_cast<double>(totals[static_cast<size_t>(c)]) / folds));
+  return worst;
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static std::atomic<int> serial{0};
+    path = fs::temp_directory_path() /
+           ("hpa_test_data_pipe_" + std::to_string(::getpid()) + "_" + std::to_string(serial++));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+// A smooth random image: a few Gaussian blobs per channel on a dim background, so that
+// unrelated images differ in their low frequencies as real micrographs do.
+Image blob_image(int size, uint64_t seed) {
+  Rng rng(seed);
+  Image image(kNumChannels, size, size);
+  std::vector<float> plane(static_cast<size_t>(size) * size);
+  for (int c = 0; c < kNumChannels; ++c) {
+    std::fill(plane.begin(), plane.end(), 10.0f);
+    const int blobs = 3 + static_cast<int>(rng.below(6));
+    for (int b = 0; b < blobs; ++b) {
+      const double cy = rng.uniform(0, size), cx = rng.uniform(0, size);
+      const double radius = rng.uniform(size * 0.05, size * 0.25), peak = rng.uniform(60, 200);
+      for (int y = 0; y < size; ++y)
+        for (int x = 0; x < size; ++x) {
+          const double d2 = ((y - cy) * (y - cy) + (x - cx) * (x - cx)) / (radius * radius);
+          plane[static_cast<size_t>(y) * size + x] += static_cast<float>(peak * std::exp(-d2));
+        }
+    }
+    for (size_t i = 0; i < plane.size(); ++i)
+      image.channel(c)[i] =
+          static_cast<uint8_t>(std::clamp(plane[i] + static_cast<float>(rng.normal(0, 3)), 0.f, 255.f));
+  }
+  return image;
+}
+
+// Distinct per-sample content that a test can recognise: pixel value depends on sample, channel, y, x.
+Image numbered_image(int index, int size) {
+  Image image(kNumChannels, size, size);
+  for (int c = 0; c < kNumChannels; ++c)
+    for (int y = 0; y < size; ++y)
+      for (int x = 0; x < size; ++x)
+        image.at(c, y, x) = static_cast<uint8_t>((index * 31 + c * 7 + y * 3 + x * 5) & 0xFF);
+  return image;
+}
+
+// An in-memory source: images made on the fly, optionally failing for some samples.
+class MemorySource : public SampleSource {
+ public:
+  MemorySource(int count, int image_size, std::vector<std::vector<int>> labels = {}, std::set<int> bad = {})
+      : image_size_(image_size), bad_(std::move(bad)) {
+    for (int i = 0; i < count; ++i) {
+      ids_.push_back("sample" + std::to_string(i));
+      LabelMask mask = 0;
+      if (!labels.empty())
+        for (int c : labels[static_cast<size_t>(i)]) mask |= 1u << c;
+      masks_.push_back(mask);
+      images_.push_back(numbered_image(i, image_size));
+    }
+  }
+  size_t size() const override { return ids_.size(); }
+  std::string_view id(size_t i) const override { return ids_[i]; }
+  LabelMask labels(size_t i) const override { return masks_[i]; }
+  ImageView load(size_t i, Image&) const override {
+    loads_++;
+    if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+    if (bad_.count(static_cast<int>(i)))
+      throw data_error("memory/", ids_[i], "_green.png: corrupt (planted)");
+    const Image& image = images_[i];
+    return ImageView{image.pixels.data(), image.channels, image.height, image.width};
+  }
+  const Image& image(size_t i) const { return images_[i]; }
+  mutable std::atomic<int64_t> loads_{0};
+  int delay_ms_ = 0;  // a slow decoder, for shutdown tests
+
+ private:
+  int image_size_;
+  std::set<int> bad_;
+  std::vector<std::string> ids_;
+  std::vector<LabelMask> masks_;
+  std::vector<Image> images_;
+};
+
+// Everything a loader produced in one epoch, for comparisons.
+struct EpochDump {
+  std::vector<std::vector<uint8_t>> images;
+  std::vector<std::vector<float>> labels;
+  std::vector<std::vector<std::string>> ids;
+  std::vector<std::vector<int64_t>> samples, positions;
+  bool operator==(const EpochDump&) const = default;
+};
+
+EpochDump run_epoch(Loader& loader, int64_t epoch) {
+  EpochDump dump;
+  loader.start_epoch(epoch);
+  while (Batch batch = loader.next()) {
+    EXPECT_EQ(batch.index(), static_cast<int64_t>(dump.images.size()));
+    const size_t n = static_cast<size_t>(batch.size());
+    const size_t image_bytes = static_cast<size_t>(kNumChannels) * batch.height() * batch.width();
+    dump.images.emplace_back(batch.images(), batch.images() + n * image_bytes);
+    dump.labels.emplace_back(batch.labels(), batch.labels() + n * kNumClasses);
+    dump.ids.push_back(batch.ids());
+    dump.samples.push_back(batch.samples());
+    dump.positions.push_back(batch.positions());
+  }
+  return dump;
+}
+
+LoaderOptions train_options(int batch_size, int output_size, int threads, uint64_t seed = 7) {
+  LoaderOptions o;
+  o.batch_size = batch_size;
+  o.output_size = output_size;
+  o.threads = threads;
+  o.seed = seed;
+  return o;
+}
+
+}  // namespace
+
+// ---- split ------------------------------------------------------------------------------
+
+TEST(Split, EveryLabelWithinOneSampleOfTheIdealOnRealLikeFrequencies) {
+  for (uint64_t seed : {1, 2, 3}) {
+    const auto labels = real_like_labels(3000, 100 + seed);
+    for (int folds : {3, 5}) {
+      const auto fold_of = iterative_stratification(labels, kNumClasses, {folds, seed});
+      const double worst = worst_label_deviation(labels, fold_of, folds);
+      EXPECT_LE(worst, 1.0) << "seed " << seed << ", " << folds << " folds";
+      // Fold sizes are balanced too (the size pass): within one sample of n / folds.
+      const auto sizes = fold_sizes(fold_of, folds);
+      EXPECT_LE(*std::max_element(sizes.begin(), sizes.end()) - *std::min_element(sizes.begin(), sizes.end()),
+                1)
+          << "seed " << seed << ", " << folds << " folds";
+    }
+  }
+}
+
+TEST(Split, BeatsARandomSplitOnRareLabels) {
+  // The test above can only fail if stratification does something; a random assignment of
+  // the same labels must do clearly worse, or the data is too easy to tell.
+  const auto labels = real_like_labels(3000, 11);
+  std::vector<int> random_fold(labels.size());
+  Rng rng(5);
+  for (int& f : random_fold) f = static_cast<int>(rng.below(5));
+  EXPECT_GT(worst_label_deviation(labels, random_fold, 5), 5.0);
+  EXPECT_LE(worst_label_deviation(labels, iterative_stratification(labels, kNumClasses, {5, 5}), 5), 1.0);
+}
+
+TEST(Split, DeterministicForASeedAndDifferentAcrossSeeds) {
+  const auto labels = real_like_labels(500, 3);
+  const auto a = iterative_stratification(labels, kNumClasses, {5, 42});
+  const auto b = iterative_stratification(labels, kNumClasses, {5, 42});
+  const auto c = iterative_stratification(labels, kNumClasses, {5, 43});
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+}
+
+TEST(Split, GroupsAreNeverSplitAndStillStratified) {
+  const auto labels = real_like_labels(2000, 21);
+  // About a fifth of the samples sit in duplicate groups of 2-4 (as dedupe finds them).
+  std::vector<int64_t> groups(labels.size());
+  Rng rng(8);
+  int64_t next_group = 0;
+  for (size_t i = 0; i < labels.size();) {
+    const size_t size = rng.uniform() < 0.1 ? 2 + static_cast<size_t>(rng.below(3)) : 1;
+    for (size_t k = 0; k < size && i < labels.size(); ++k) groups[i++] = next_group;
+    ++next_group;
+  }
+  const auto fold_of = iterative_stratification(labels, kNumClasses, {5, 1}, groups);
+  std::map<int64_t, int> fold_of_group;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    auto [it, inserted] = fold_of_group.try_emplace(groups[i], fold_of[i]);
+    EXPECT_EQ(it->second, fold_of[i]) << "group " << groups[i] << " is split";
+  }
+  // A group moves up to 4 samples at once, so the bound is the largest group, not one.
+  EXPECT_LE(worst_label_deviation(labels, fold_of, 5), 4.0);
+  const auto sizes = fold_sizes(fold_of, 5);
+  EXPECT_LE(*std::max_element(sizes.begin(), sizes.end()) - *std::min_element(sizes.begin(), sizes.end()), 4);
+}
+
+TEST(Split, FoldsAndGroupsFilesRoundTripAndBadRowsNameTheLine) {
+  TempDir dir;
+  const std::vector<Sample> samples = {{"a", 1}, {"b", 2}, {"c", 4}};
+  write_folds_csv(dir.file("folds.csv"), samples, {2, 0, 1});
+  EXPECT_EQ(read_folds_csv(dir.file("folds.csv"), samples), (std::vector<int>{2, 0, 1}));
+  std::ofstream(dir.file("groups.csv")) << "Id,group\r\nc,x\r\nzz,y\r\na,x\r\nb,7\r\n";
+  const auto keys = read_group_keys(dir.file("groups.csv"), samples);
+  EXPECT_EQ(keys[0], keys[2]);
+  EXPECT_NE(keys[0], keys[1]);
+  auto write = [&](const std::string& text) {
+    std::ofstream(dir.file("bad.csv"), std::ios::trunc) << text;
+    return dir.file("bad.csv");
+  };
+  EXPECT_DATA_ERROR(read_group_keys(write("Id,fold\na,1\n"), samples), "bad.csv line 1", "Id,group");
+  EXPECT_DATA_ERROR(read_group_keys(write("Id,group\na,1\nb\n"), samples), "bad.csv line 3");
+  EXPECT_DATA_ERROR(read_group_keys(write("Id,group\na,1\nb,1,2\n"), samples), "bad.csv line 3");
+  EXPECT_DATA_ERROR(read_group_keys(write("Id,group\na,1\na,2\n"), samples), "line 3", "duplicate Id a");
+  EXPECT_DATA_ERROR(read_group_keys(write("Id,group\na,1\nb,2\n"), samples), "bad.csv",
+                    "no group for sample c");
+  EXPECT_DATA_ERROR(read_group_keys(write(""), samples), "bad.csv", "empty");
+  EXPECT_DATA_ERROR(read_folds_csv(write("Id,fold\na,1\nb,-1\nc,0\n"), samples), "sample b", "'-1'");
+  EXPECT_DATA_ERROR(read_folds_csv(dir.file("missing.csv"), samples), "missing.csv");
+}
+
+TEST(Split, UnlabelledSamplesBalanceFoldSizes) {
+  std::vector<std::vector<int>> labels(100);
+  for (int i = 0; i < 10; ++i) labels[static_cast<size_t>(i)] = {i % 3};
+  const auto fold_of = iterative_stratification(labels, kNumClasses, {4, 0});
+  for (int64_t size : fold_sizes(fold_of, 4)) EXPECT_EQ(size, 25);
+}
+
+TEST(Split, BadInput) {
+  const std::vector<std::vector<int>> three = {{0}, {1}, {2}};
+  EXPECT_DATA_ERROR(iterative_stratification(three, kNumClasses, {5, 0}), "5 folds", "3 samples");
+  EXPECT_DATA_ERROR(iterative_stratification(three, kNumClasses, {1, 0}), "at least 2 folds");
+  EXPECT_DATA_ERROR(iterative_stratification({{0}, {28}, {1}}, kNumClasses, {2, 0}), "sample 1", "class 28");
+  EXPECT_DATA_ERROR(iterative_stratification(three, kNumClasses, {2, 0}, {1, 1}), "2 group keys",
+                    "3 samples");
+  // Three samples in two groups cannot fill three folds.
+  EXPECT_DATA_ERROR(iterative_stratification(three, kNumClasses, {3, 0}, {1, 1, 2}), "groups");
+}
+
+// ---- sampler ----------------------------------------------------------------------------
+
+TEST(Sampler, RepeatFactorsFollowTheRarestLabel) {
+  // Counts: class 0 x8, class 1 x4, class 2 x2, class 3 x1 -> median 3.
+  std::vector<std::vector<int>> labels;
+  for (int i = 0; i < 8; ++i) labels.push_back({0});
+  labels[0] = {0, 1};
+  labels[1] = {0, 1};
+  labels[2] = {0, 1};
+  labels[3] = {0, 1, 2};
+  labels[4] = {0, 2, 3};
+  labels.push_back({});
+  const auto factors = oversample_repeat_factors(labels, 4, {.cap = 4, .power = 1.0});
+  // rarest 8 -> ceil(3/8) = 1; rarest 4 -> 1; rarest 2 -> ceil(1.5) = 2; rarest 1 -> 3; none -> 1
+  EXPECT_EQ(factors, (std::vector<int>{1, 1, 1, 2, 3, 1, 1, 1, 1}));
+  EXPECT_EQ(oversample_repeat_factors(labels, 4, {.cap = 2, .power = 1.0})[4], 2);  // capped
+  EXPECT_EQ(oversample_repeat_factors(labels, 4, {.cap = 4, .power = 2.0})[4], 4);  // 3^2 capped at 4
+  EXPECT_EQ(oversample_repeat_factors(labels, 4, {.cap = 4, .power = 0.0})[4], 1);  // disabled
+  EXPECT_DATA_ERROR(oversample_repeat_factors(labels, 4, {.cap = 0}), "cap");
+  EXPECT_DATA_ERROR(oversample_repeat_factors({{5}}, 4, {}), "sample 0", "class 5");
+}
+
+TEST(Sampler, EpochPlanRepeatsShufflesAndShards) {
+  const std::vector<int> factors = {1, 3, 1, 2, 1, 1, 1, 4, 1, 1};  // 16 entries
+  const int world = 3;
+  std::map<int64_t, int> visits;
+  std::set<int64_t> positions;
+  for (int rank = 0; rank < world; ++rank) {
+    const auto shard =
+        plan_epoch(10, factors, {.seed = 9, .epoch = 2, .shuffle = true, .rank = rank, .world = world});
+    EXPECT_EQ(shard.size(), 5u) << "16 entries over 3 ranks: 5 each, one dropped";
+    for (const EpochEntry& e : shard) {
+      EXPECT_TRUE(positions.insert(e.position).second) << "position " << e.position << " on two ranks";
+      EXPECT_EQ(e.position % world, rank);
+      ++visits[e.sample];
+    }
+  }
+  EXPECT_EQ(positions.size(), 15u);
+  EXPECT_EQ(*positions.rbegin(), 14);
+  // World 1 sees every repeat exactly.
+  const auto all = plan_epoch(10, factors, {.seed = 9, .epoch = 2});
+  std::vector<int> counts(10, 0);
+  for (const EpochEntry& e : all) ++counts[static_cast<size_t>(e.sample)];
+  EXPECT_EQ(counts, factors);
+  // Same seed and epoch: same plan; another epoch: another order; no shuffle: identity.
+  EXPECT_EQ(plan_epoch(10, factors, {.seed = 9, .epoch = 2})[5].sample, all[5].sample);
+  std::vector<int64_t> a, b;
+  for (const EpochEntry& e : all) a.push_back(e.sample);
+  for (const EpochEntry& e : plan_epoch(10, factors, {.seed = 9, .epoch = 3})) b.push_back(e.sample);
+  EXPECT_NE(a, b);
+  const auto ordered = plan_epoch(4, {}, {.shuffle = false});
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(ordered[static_cast<size_t>(i)].sample, i);
+  EXPECT_DATA_ERROR(plan_epoch(4, {}, {.rank = 2, .world = 2}), "rank 2 of world 2");
+  EXPECT_DATA_ERROR(plan_epoch(4, {1, 1}, {}), "2 repeat factors", "4 samples");
+}
+
+// ---- hashes -----------------------------------------------------------------------------
+
+TEST(Hash, Xxh64MatchesTheReferenceVectors) {
+  auto h = [](std::string_view s, uint64_t seed = 0) { return xxh64(s.data(), s.size(), seed); };
+  EXPECT_EQ(h(""), 0xEF46DB3751D8E999ull);
+  EXPECT_EQ(h("", 1), 0xD5AFBA1336A3BE4Bull);
+  EXPECT_EQ(h("a"), 0xD24EC4F1A98C6E5Bull);
+  EXPECT_EQ(h("abc"), 0x44BC2CF5AD770999ull);
+  EXPECT_EQ(h("abc", 5381), 0x19D1C1B5C673451Full);
+  EXPECT_EQ(h("12345678901234567890123456789012"), 0x40FD1AA52D98274Cull);
+  EXPECT_EQ(h("The quick brown fox jumps over the lazy dog"), 0x0B242D361FDA71BCull);
+}
+
+TEST(Hash, Xxh64StreamingEqualsOneShotForAnySplit) {
+  std::vector<uint8_t> data(1000);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 131 + 7);
+  for (size_t len : {0, 5, 31, 32, 33, 64, 95, 300, 1000}) {
+    const uint64_t whole = xxh64(data.data(), len);
+    for (size_t cut : {size_t{1}, size_t{7}, size_t{32}, size_t{33}}) {
+      Xxh64Stream stream;
+      for (size_t at = 0; at < len; at += cut) stream.update(data.data() + at, std::min(cut, len - at));
+      EXPECT_EQ(stream.digest(), whole) << "length " << len << ", pieces of " << cut;
+    }
+  }
+}
+
+// ---- near-duplicates --------------------------------------------------------------------
+
+namespace {
+
+Image brighter(const Image& src, int delta) {
+  Image out = src;
+  for (uint8_t& v : out.pixels) v = static_cast<uint8_t>(std::clamp(v + delta, 0, 255));
+  return out;
+}
+Image noisy(const Image& src, double sigma, uint64_t seed) {
+  Rng rng(seed);
+  Image out = src;
+  for (uint8_t& v : out.pixels) v = static_cast<uint8_t>(std::clamp(v + rng.normal(0, sigma), 0.0, 255.0));
+  return out;
+}
+// A 3x3 box blur: the smoothing and ringing-free loss of detail of a strong JPEG.
+Image blurred(const Image& src) {
+  Image out = src;
+  for (int c = 0; c < src.channels; ++c)
+    for (int y = 0; y < src.height; ++y)
+      for (int x = 0; x < src.width; ++x) {
+        int sum = 0, n = 0;
+        for (int dy = -1; dy <= 1; ++dy)
+          for (int dx = -1; dx <= 1; ++dx) {
+            const int yy = y + dy, xx = x + dx;
+            if (yy < 0 || xx < 0 || yy >= src.height || xx >= src.width) continue;
+            sum += src.at(c, yy, xx);
+            ++n;
+          }
+        out.at(c, y, x) = static_cast<uint8_t>((sum + n / 2) / n);
+      }
+  return out;
+}
+Image shifted(const Image& src, int dy, int dx) {
+  Image out = src;
+  for (int c = 0; c < src.channels; ++c)
+    for (int y = 0; y < src.height; ++y)
+      for (int x = 0; x < src.width; ++x)
+        out.at(c, y, x) =
+            src.at(c, std::clamp(y - dy, 0, src.height - 1), std::clamp(x - dx, 0, src.width - 1));
+  return out;
+}
+SampleHash hash_of(const Image& image) { return sample_hash(image.pixels.data(), image.height, image.width); }
+
+}  // namespace
+
+TEST(Dedupe, PlantedNearDuplicatesAreFoundAndDistinctImagesAreNot) {
+  constexpr int kDistinct = 40, kSize = 128;
+  std::vector<Image> images;
+  for (int i = 0; i < kDistinct; ++i) images.push_back(blob_image(kSize, 1000 + static_cast<uint64_t>(i)));
+  // Planted copies of images 3, 7, 11, 15, 19: brighter, noisy, blurred, shifted by one pixel,
+  // and a chain (a shifted copy of the blurred copy of 19).
+  images.push_back(brighter(images[3], 25));
+  images.push_back(noisy(images[7], 6.0, 1));
+  images.push_back(blurred(images[11]));
+  images.push_back(shifted(images[15], 1, 1));
+  images.push_back(shifted(blurred(images[19]), 0, 1));
+  const std::vector<std::pair<int, int>> planted = {{3, 40}, {7, 41}, {11, 42}, {15, 43}, {19, 44}};
+
+  std::vector<SampleHash> hashes;
+  for (const Image& im : images) hashes.push_back(hash_of(im));
+  const DedupeOptions options;
+  int worst_duplicate = 0, closest_distinct = 1 << 30;
+  for (auto [a, b] : planted)
+    worst_duplicate = std::max(
+        worst_duplicate,
+        hash_distance(hashes[static_cast<size_t>(a)], hashes[static_cast<size_t>(b)], options.stains));
+  for (int a = 0; a < kDistinct; ++a)
+    for (int b = a + 1; b < kDistinct; ++b)
+      closest_distinct = std::min(
+          closest_distinct,
+          hash_distance(hashes[static_cast<size_t>(a)], hashes[static_cast<size_t>(b)], options.stains));
+  std::cout << "[ dedupe   ] planted duplicates within " << worst_duplicate
+            << " bits, distinct images at least " << closest_distinct << " bits apart (threshold "
+            << options.threshold << ")\n";
+  EXPECT_LE(worst_duplicate, options.threshold);
+  EXPECT_GT(closest_distinct, options.threshold);
+
+  const auto group_of = group_near_duplicates(hashes, options);
+  for (auto [a, b] : planted) EXPECT_EQ(group_of[static_cast<size_t>(a)], group_of[static_cast<size_t>(b)]);
+  std::set<int64_t> distinct_groups(group_of.begin(), group_of.begin() + kDistinct);
+  EXPECT_EQ(distinct_groups.size(), static_cast<size_t>(kDistinct)) << "a false group among distinct images";
+  EXPECT_EQ(*std::max_element(group_of.begin(), group_of.end()), kDistinct - 1);
+  EXPECT_EQ(group_of[0], 0);  // groups numbered by first member
+}
+
+TEST(Dedupe, SynthHpaImagesAreDistinctAndTheirCopiesAreFound) {
+  // The synthetic HPA-like generator's cells (data/synth.h): 100 distinct samples, then a
+  // brighter, a noisy, a blurred and a shifted copy of four of them.
+  constexpr int kDistinct = 100, kSize = 64;
+  std::vector<Image> images;
+  for (int i = 0; i < kDistinct; ++i) images.push_back(synth_image(synth_labels(7, i), kSize, 7, i));
+  images.push_back(brighter(images[10], 20));
+  images.push_back(noisy(images[20], 5.0, 2));
+  images.push_back(blurred(images[30]));
+  images.push_back(shifted(images[40], 1, 0));
+  std::vector<SampleHash> hashes;
+  for (const Image& im : images) hashes.push_back(hash_of(im));
+  const auto group_of = group_near_duplicates(hashes, DedupeOptions{});
+  EXPECT_EQ(std::set<int64_t>(group_of.begin(), group_of.begin() + kDistinct).size(),
+            static_cast<size_t>(kDistinct))
+      << "a false group among distinct synthetic samples";
+  for (auto [a, b] : std::vector<std::pair<int, int>>{{10, 100}, {20, 101}, {30, 102}, {40, 103}})
+    EXPECT_EQ(group_of[static_cast<size_t>(a)], group_of[static_cast<size_t>(b)])
+        << "copy of sample " << a << " missed";
+}
+
+TEST(Dedupe, PairsMatchANaiveScanAndRespectValidity) {
+  // Random hashes with a few planted close pairs; every thread count gives the naive answer.
+  Rng rng(77);
+  std::vector<SampleHash> hashes(300);
+  for (auto& h : hashes)
+    for (auto& w : h.stain) w = rng.next_u64();
+  for (int k = 0; k < 20; ++k) {
+    const size_t a = rng.below(300), b = rng.below(300);
+    hashes[b] = hashes[a];
+    hashes[b].stain[1] ^= uint64_t{1} << rng.below(64);
+  }
+  DedupeOptions options;
+  std::vector<std::pair<int64_t, int64_t>> naive;
+  for (int64_t i = 0; i < 300; ++i)
+    for (int64_t j = i + 1; j < 300; ++j)
+      if (hash_distance(hashes[static_cast<size_t>(i)], hashes[static_cast<size_t>(j)], options.stains) <=
+          options.threshold)
+        naive.emplace_back(i, j);
+  EXPECT_GE(naive.size(), 10u);
+  for (int threads : {1, 2, 3}) {
+    options.threads = threads;
+    EXPECT_EQ(near_duplicate_pairs(hashes, options), naive) << threads << " threads";
+  }
+  std::vector<bool> valid(300, true);
+  valid[static_cast<size_t>(naive[0].first)] = false;
+  for (auto [i, j] : near_duplicate_pairs(hashes, options, valid)) {
+    EXPECT_NE(i, naive[0].first);
+    EXPECT_NE(j, naive[0].first);
+  }
+  EXPECT_EQ(parse_stain_letters("gb"), kDefaultDedupeStains);
+  EXPECT_EQ(parse_stain_letters("rgby"), 0xFu);
+  EXPECT_DATA_ERROR(parse_stain_letters("gx"), "r, g, b, y");
+  options.threshold = -1;
+  EXPECT_DATA_ERROR(near_duplicate_pairs(hashes, options), "threshold");
+}
+
+TEST(Dedupe, KeepFirstOfEachGroup) {
+  std::vector<Sample> samples = {{"a", 1}, {"b", 2}, {"c", 4}, {"d", 8}};
+  const auto kept = keep_first_of_each_group(samples, {0, 1, 0, 1});
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].id, "a");
+  EXPECT_EQ(kept[1].id, "b");
+}
+
+// ---- pack ------------------------------------------------------------------------------
+
+namespace {
+
+// Writes `count` numbered samples of size S and returns the path.
+std::string write_test_pack(const TempDir& dir, int count, int size, const std::string& name = "data.pack") {
+  const std::string path = dir.file(name);
+  PackWriter writer(path, size);
+  for (int i = 0; i < count; ++i)
+    writer.add("id" + std::to_string(i),
+               static_cast<LabelMask>((i * 2654435761u) & ((1u << kNumClasses) - 1)),
+               numbered_image(i, size).pixels.data());
+  writer.finish();
+  return path;
+}
+
+std::vector<uint8_t> read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+void write_all(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+uint64_t get64(const std::vector<uint8_t>& b, size_t at) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(b[at + static_cast<size_t>(i)]) << (8 * i);
+  return v;
+}
+void put64(std::vector<uint8_t>& b, size_t at, uint64_t v) {
+  for (int i = 0; i < 8; ++i) b[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+}
+// Re-seals a header after an edit so that the check under test is the one that fires.
+void reseal_header(std::vector<uint8_t>& b) { put64(b, 104, xxh64(b.data(), 104)); }
+
+}  // namespace
+
+TEST(Pack, RoundTrip) {
+  TempDir dir;
+  const std::string path = write_test_pack(dir, 13, 24);
+  EXPECT_FALSE(fs::exists(path + ".tmp")) << "no temporary left behind";
+  for (const auto& entry : fs::directory_iterator(dir.path))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
+  const PackReader pack = PackReader::open(path, /*verify_checksum=*/true);
+  EXPECT_EQ(pack.count(), 13);
+  EXPECT_EQ(pack.size(), 24);
+  EXPECT_EQ(pack.sample_bytes(), 4u * 24 * 24);
+  for (int i = 0; i < 13; ++i) {
+    const Image expected = numbered_image(i, 24);
+    EXPECT_EQ(std::memcmp(pack.image(i), expected.pixels.data(), expected.pixels.size()), 0)
+        << "sample " << i;
+    EXPECT_EQ(pack.id(i), "id" + std::to_string(i));
+    EXPECT_EQ(pack.labels(i), static_cast<LabelMask>((i * 2654435761u) & ((1u << kNumClasses) - 1)));
+    EXPECT_NO_THROW(pack.verify_sample(i));
+  }
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(pack.image(0)) % 4096, 0u) << "images start on a page";
+  EXPECT_DATA_ERROR(pack.image(13), "sample 13 out of range");
+  // The same bytes through from_memory, and an empty pack.
+  const auto bytes = read_all(path);
+  EXPECT_EQ(PackReader::from_memory(bytes.data(), bytes.size(), "mem", true).id(12), "id12");
+  const PackReader empty = PackReader::open(write_test_pack(dir, 0, 8, "empty.pack"), true);
+  EXPECT_EQ(empty.count(), 0);
+}
+
+TEST(Pack, ReadsThePackWrittenByTheIndependentPythonWriter) {
+  // fuzz/make_corpus.py implements the layout of data/pack.h (and XXH64) separately.
+  const PackReader pack = PackReader::open(
+      std::string(HPA_SOURCE_DIR) + "/fuzz/corpus/pack/two_samples_s2.pack", /*verify_checksum=*/true);
+  ASSERT_EQ(pack.count(), 2);
+  EXPECT_EQ(pack.size(), 2);
+  EXPECT_EQ(pack.id(0), "a");
+  EXPECT_EQ(pack.id(1), "sample-2");
+  EXPECT_EQ(pack.labels(0), (1u << 0) | (1u << 25));
+  EXPECT_EQ(pack.labels(1), 1u << 27);
+  for (int k = 0; k < 16; ++k) EXPECT_EQ(pack.image(1)[k], 100 + k);
+  EXPECT_NO_THROW(pack.verify_sample(0));
+}
+
+TEST(Pack, EveryBadPackIsAClearError) {
+  TempDir dir;
+  const std::string good_path = write_test_pack(dir, 5, 16);
+  const std::vector<uint8_t> good = read_all(good_path);
+  const std::string bad = dir.file("bad.pack");
+  auto expect_bad = [&](std::vector<uint8_t> bytes, bool verify, std::vector<std::string> needles) {
+    write_all(bad, bytes);
+    needles.insert(needles.begin(), bad);
+    try {
+      PackReader::open(bad, verify);
+      ADD_FAILURE() << "opened a bad pack; expected '" << needles.back() << "'";
+    } catch (const DataError& e) {
+      for (const auto& needle : needles)
+        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  EXPECT_DATA_ERROR(PackReader::open(dir.file("missing.pack")), "missing.pack", "cannot open");
+
+  auto b = good;
+  b[0] = 'X';
+  expect_bad(b, false, {"bad magic"});
+  b = good;
+  b[8] = 2;  // version
+  expect_bad(b, false, {"unsupported version 2"});
+  b = good;
+  b[16] ^= 1;  // count, without resealing
+  expect_bad(b, false, {"header checksum"});
+  b = good;
+  put64(b, 16, 6);  // count 6 with a valid header checksum: the layout no longer fits the file
+  reseal_header(b);
+  expect_bad(b, false, {"inconsistent header"});
+  b = good;
+  put64(b, 16, uint64_t{1} << 39);  // a hostile count: must not allocate or read past the end
+  reseal_header(b);
+  expect_bad(b, false, {"inconsistent header"});
+  b = good;
+  put64(b, 16, uint64_t{1} << 40);  // count x sample bytes overflows 64 bits
+  b[24] = 0xFF;                     // size 65535
+  b[25] = 0xFF;
+  reseal_header(b);
+  expect_bad(b, false, {"layout overflows"});
+  b = good;
+  b.resize(good.size() - 1);
+  expect_bad(b, false, {"truncated"});
+  b.resize(100);
+  expect_bad(b, false, {"truncated", "header"});
+  b = good;
+  b.push_back(0);
+  expect_bad(b, false, {"unexpected bytes after the end"});
+
+  const uint64_t labels_offset = get64(good, 56), checksums_offset = get64(good, 80);
+  b = good;
+  b[labels_offset + 3] = 2;
+  expect_bad(b, false, {"sample 0", "label byte 2", "class 3"});
+  b = good;
+  b[get64(good, 64) + 8] = 0;  // the second id offset: sample 0 becomes empty
+  expect_bad(b, false, {"id offsets of sample 0"});
+
+  // A flipped image byte: the header checks pass; the payload checksum and the sample's own catch it.
+  b = good;
+  b[4096 + 16 * 16 * 4 * 2 + 5] ^= 0x40;  // in sample 2
+  write_all(bad, b);
+  const PackReader unverified = PackReader::open(bad, false);
+  EXPECT_NO_THROW(unverified.verify_sample(1));
+  EXPECT_DATA_ERROR(unverified.verify_sample(2), "bad.pack", "checksum mismatch in sample 2", "id2");
+  EXPECT_DATA_ERROR(unverified.verify_checksum(), "bad.pack", "payload checksum mismatch");
+  expect_bad(b, true, {"payload checksum mismatch"});
+  // A corrupt stored checksum is caught by the payload checksum too.
+  b = good;
+  b[checksums_offset] ^= 1;
+  expect_bad(b, true, {"payload checksum mismatch"});
+
+  EXPECT_DATA_ERROR(PackWriter(dir.file("x.pack"), 0), "sample size");
+  PackWriter writer(dir.file("w.pack"), 4);
+  std::vector<uint8_t> pixels(64, 1);
+  EXPECT_DATA_ERROR(writer.add("a,b", 0, pixels.data()), "comma");
+  EXPECT_DATA_ERROR(writer.add("", 0, pixels.data()), "empty sample id");
+  EXPECT_DATA_ERROR(writer.add("a", 1u << 28, pixels.data()), "beyond class 27");
+}
+
+TEST(Pack, UnfinishedWriterLeavesNothing) {
+  TempDir dir;
+  {
+    PackWriter writer(dir.file("never.pack"), 8);
+    writer.add("x", 1, numbered_image(0, 8).pixels.data());
+  }
+  EXPECT_TRUE(fs::is_empty(dir.path));
+}
+
+// ---- loader ----------------------------------------------------------------------------
+
+TEST(Loader, SameSeedSameBatchesWhateverTheThreadCount) {
+  auto source = std::make_shared<MemorySource>(37, 20, real_like_labels(37, 4));
+  LoaderOptions o = train_options(5, 16, 1);
+  o.brightness = 0.1;
+  o.contrast = 0.2;
+  EpochDump reference;
+  for (int threads : {1, 2, 3}) {
+    o.threads = threads;
+    Loader loader(source, o);
+    EXPECT_EQ(loader.batches_per_epoch(), 7);
+    const EpochDump dump = run_epoch(loader, 0);
+    ASSERT_EQ(dump.images.size(), 7u);
+    if (threads == 1)
+      reference = dump;
+    else
+      EXPECT_TRUE(dump == reference) << threads << " threads differ from 1";
+  }
+  o.seed = 8;
+  Loader other_seed(source, o);
+  EXPECT_FALSE(run_epoch(other_seed, 0) == reference);
+}
+
+TEST(Loader, ReshufflesEachEpochAndDropsTheLastBatch) {
+  auto source = std::make_shared<MemorySource>(23, 8);
+  Loader loader(source, train_options(4, 8, 2));
+  const EpochDump e0 = run_epoch(loader, 0), e1 = run_epoch(loader, 1), e0_again = run_epoch(loader, 0);
+  EXPECT_EQ(e0.images.size(), 5u);  // 23 / 4 with drop_last
+  std::vector<int64_t> order0, order1;
+  for (const auto& s : e0.samples) order0.insert(order0.end(), s.begin(), s.end());
+  for (const auto& s : e1.samples) order1.insert(order1.end(), s.begin(), s.end());
+  EXPECT_EQ(order0.size(), 20u);
+  EXPECT_EQ(std::set<int64_t>(order0.begin(), order0.end()).size(), 20u) << "no sample twice in an epoch";
+  EXPECT_NE(order0, order1);
+  EXPECT_TRUE(e0 == e0_again) << "an epoch is a function of (seed, epoch)";
+
+  LoaderOptions keep = train_options(4, 8, 2);
+  keep.drop_last = false;
+  Loader keep_last(source, keep);
+  const EpochDump all = run_epoch(keep_last, 0);
+  ASSERT_EQ(all.images.size(), 6u);
+  EXPECT_EQ(all.ids.back().size(), 3u);
+}
+
+TEST(Loader, OutputIsTheCropAndDihedralOfTheSource) {
+  // The fused crop + dihedral (row copies, reversed rows, 8x8-block transposes with margins)
+  // equals data/transforms.h's crop then dihedral with the same draws. Output 9 is one block
+  // and a margin; 24 is whole blocks; 21 both.
+  for (auto [source_size, output_size] : {std::pair{13, 9}, std::pair{29, 24}, std::pair{21, 21}}) {
+    auto source = std::make_shared<MemorySource>(40, source_size);
+    LoaderOptions o = train_options(4, output_size, 2, 3);
+    Loader loader(source, o);
+    const EpochDump dump = run_epoch(loader, 5);
+    std::set<int> seen_k;
+    for (size_t b = 0; b < dump.images.size(); ++b)
+      for (size_t k = 0; k < dump.samples[b].size(); ++k) {
+        Rng rng(mix_seed(o.seed, 5, static_cast<uint64_t>(dump.positions[b][k])));
+        const int top = static_cast<int>(rng.range(0, source_size - output_size));
+        const int left = static_cast<int>(rng.range(0, source_size - output_size));
+        const int d = static_cast<int>(rng.below(kDihedralCount));
+        seen_k.insert(d);
+        const Image expected = dihedral(
+            crop(source->image(static_cast<size_t>(dump.samples[b][k])), top, left, output_size, output_size),
+            d);
+        const size_t bytes = expected.pixels.size();
+        EXPECT_EQ(std::memcmp(dump.images[b].data() + k * bytes, expected.pixels.data(), bytes), 0)
+            << "sample " << dump.samples[b][k] << " dihedral " << d << " size " << output_size;
+      }
+    EXPECT_EQ(seen_k.size(), 8u) << "all eight dihedral elements exercised";
+  }
+}
+
+TEST(Loader, EvaluationIsCentreCropInOrder) {
+  auto source =
+      std::make_shared<MemorySource>(6, 12, std::vector<std::vector<int>>{{0}, {1, 27}, {}, {3}, {4}, {5}});
+  Loader loader(source, evaluation_loader_options(4, 8, 2));
+  const EpochDump dump = run_epoch(loader, 0);
+  ASSERT_EQ(dump.images.size(), 2u);
+  EXPECT_EQ(dump.samples[0], (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(dump.samples[1], (std::vector<int64_t>{4, 5}));
+  const Image expected = center_crop(source->image(1), 8, 8);
+  EXPECT_EQ(std::memcmp(dump.images[0].data() + expected.pixels.size(), expected.pixels.data(),
+                        expected.pixels.size()),
+            0);
+  std::vector<float> labels1(dump.labels[0].begin() + kNumClasses, dump.labels[0].begin() + 2 * kNumClasses);
+  for (int c = 0; c < kNumClasses; ++c)
+    EXPECT_EQ(labels1[static_cast<size_t>(c)], (c == 1 || c == 27) ? 1.f : 0.f);
+  EXPECT_EQ(dump.ids[1], (std::vector<std::string>{"sample4", "sample5"}));
+}
+
+TEST(Loader, OversamplingFrequenciesInTheBatches) {
+  // Class counts 30, 10, 10, 1, 2 (median 10). Sample 20 (class 3, 10x rarer than the
+  // median) repeats ceil(sqrt(10)) = 4 times, samples 21-22 (class 4) ceil(sqrt(5)) = 3 times.
+  std::vector<std::vector<int>> labels(30, std::vector<int>{0});
+  for (int i = 0; i < 10; ++i) labels[static_cast<size_t>(i)].push_back(1);
+  for (int i = 10; i < 20; ++i) labels[static_cast<size_t>(i)].push_back(2);
+  labels[20].push_back(3);
+  labels[21].push_back(4);
+  labels[22].push_back(4);
+  auto source = std::make_shared<MemorySource>(30, 8, labels);
+  LoaderOptions o = train_options(3, 8, 2);
+  o.repeat_factors = oversample_repeat_factors(labels, kNumClasses, {.cap = 4, .power = 0.5});
+  EXPECT_EQ(o.repeat_factors[20], 4);
+  EXPECT_EQ(o.repeat_factors[21], 3);
+  EXPECT_EQ(o.repeat_factors[0], 1);
+  o.drop_last = false;
+  Loader loader(source, o);
+  std::map<int64_t, int> seen;
+  for (const auto& batch : run_epoch(loader, 0).samples)
+    for (int64_t s : batch) ++seen[s];
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(seen[i], o.repeat_factors[static_cast<size_t>(i)]) << "sample " << i;
+  EXPECT_EQ(loader.samples_per_epoch(), 27 + 4 + 3 + 3);
+}
+
+TEST(Loader, ShardsAreDisjointEqualAndCoverTheEpoch) {
+  auto source = std::make_shared<MemorySource>(50, 8);
+  const int world = 3;
+  std::set<int64_t> positions, samples;
+  std::vector<int64_t> shard_sizes;
+  for (int rank = 0; rank < world; ++rank) {
+    LoaderOptions o = train_options(4, 8, 2);
+    o.rank = rank;
+    o.world = world;
+    o.drop_last = false;
+    Loader loader(source, o);
+    int64_t n = 0;
+    for (int64_t epoch : {0, 1}) {
+      const EpochDump dump = run_epoch(loader, epoch);
+      for (size_t b = 0; b < dump.positions.size(); ++b)
+        for (size_t k = 0; k < dump.positions[b].size(); ++k) {
+          if (epoch == 0) {
+            EXPECT_TRUE(positions.insert(dump.positions[b][k]).second);
+            EXPECT_TRUE(samples.insert(dump.samples[b][k]).second) << "sample on two ranks";
+            ++n;
+          }
+        }
+    }
+    shard_sizes.push_back(n);
+  }
+  EXPECT_EQ(shard_sizes, (std::vector<int64_t>{16, 16, 16}));
+  EXPECT_EQ(positions.size(), 48u);
+  EXPECT_EQ(*positions.rbegin(), 47);
+}
+
+TEST(Loader, WorkerErrorsReachTheConsumerAtTheirBatch) {
+  auto source = std::make_shared<MemorySource>(12, 8, std::vector<std::vector<int>>{}, std::set<int>{6});
+  Loader loader(source, evaluation_loader_options(4, 8, 2));
+  loader.start_epoch(0);
+  EXPECT_EQ(loader.next().size(), 4);
+  EXPECT_DATA_ERROR(loader.next(), "sample6", "memory/sample6_green.png", "corrupt");
+  EXPECT_EQ(loader.next().size(), 4);  // the epoch goes on after an error
+  EXPECT_FALSE(loader.next());
+}
+
+TEST(Loader, SkipBadLeavesTheSampleOutWithAWarning) {
+  auto source = std::make_shared<MemorySource>(12, 8, std::vector<std::vector<int>>{}, std::set<int>{2, 9});
+  LoaderOptions o = evaluation_loader_options(4, 8, 2);
+  o.skip_bad = true;
+  std::ostringstream warnings;
+  o.warnings = &warnings;
+  Loader loader(source, o);
+  const EpochDump dump = run_epoch(loader, 0);
+  ASSERT_EQ(dump.samples.size(), 3u);
+  EXPECT_EQ(dump.samples[0], (std::vector<int64_t>{0, 1, 3}));
+  EXPECT_EQ(dump.samples[2], (std::vector<int64_t>{8, 10, 11}));
+  EXPECT_EQ(loader.skipped(), 2);
+  EXPECT_NE(warnings.str().find("sample2"), std::string::npos);
+  EXPECT_NE(warnings.str().find("sample9"), std::string::npos);
+  const std::string text = warnings.str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2);
+}
+
+TEST(Loader, AllocatorHookAndLeases) {
+  std::atomic<int64_t> live_bytes{0}, allocations{0};
+  auto source = std::make_shared<MemorySource>(40, 8);
+  LoaderOptions o = train_options(4, 8, 2);
+  o.prefetch_batches = 3;
+  HostAllocator base = aligned_host_allocator(256);
+  o.allocator.allocate = [&](size_t bytes) {
+    live_bytes += static_cast<int64_t>(bytes);
+    ++allocations;
+    return base.allocate(bytes);
+  };
+  o.allocator.release = [&](void* p, size_t bytes) {
+    live_bytes -= static_cast<int64_t>(bytes);
+    base.release(p, bytes);
+  };
+  {
+    Loader loader(source, o);
+    EXPECT_EQ(allocations, 6);  // images and labels per slot
+    EXPECT_EQ(live_bytes, 3 * (4 * 4 * 8 * 8 + 4 * 28 * 4));
+    loader.start_epoch(0);
+    Batch a = loader.next(), b = loader.next(), c = loader.next();
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(a.images()) % 256, 0u);
+    EXPECT_DATA_ERROR(loader.next(), "holds all 3 prefetch slots");
+    a = Batch();  // release one: the loader can go on
+    Batch d = loader.next();
+    EXPECT_EQ(d.index(), 3);
+    // Start another epoch while holding batches: they stay valid, the new epoch starts at 0.
+    loader.start_epoch(1);
+    b = Batch();
+    c = Batch();
+    Batch first = loader.next();
+    EXPECT_EQ(first.index(), 0);
+    EXPECT_EQ(d.ids().size(), 4u);
+  }
+  EXPECT_EQ(live_bytes, 0) << "every slot returned to the allocator";
+}
+
+TEST(Loader, ShutdownMidEpochStopsTheWorkersPromptly) {
+  auto source = std::make_shared<MemorySource>(64, 8);
+  source->delay_ms_ = 5;
+  LoaderOptions o = train_options(8, 8, 2);
+  o.prefetch_batches = 2;
+  {
+    Loader loader(source, o);
+    loader.start_epoch(0);
+    EXPECT_EQ(loader.next().size(), 8);
+  }  // destroyed with batches being decoded: joins without finishing the epoch
+  const int64_t loads = source->loads_;
+  EXPECT_LT(loads, 64) << "the workers went on decoding after shutdown";
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_EQ(source->loads_, loads) << "a worker outlived its loader";
+}
+
+TEST(Loader, BadOptions) {
+  auto source = std::make_shared<MemorySource>(4, 8);
+  LoaderOptions o = train_options(2, 8, 1);
+  o.output_size = 10;
+  {
+    Loader loader(source, o);
+    loader.start_epoch(0);
+    EXPECT_DATA_ERROR(loader.next(), "sample0", "smaller than the output size");
+  }
+  o = train_options(0, 8, 1);
+  EXPECT_DATA_ERROR(Loader(source, o), "batch_size");
+  o = train_options(2, 8, 0);
+  EXPECT_DATA_ERROR(Loader(source, o), "threads");
+  o = train_options(2, 8, 1);
+  o.rank = 1;
+  EXPECT_DATA_ERROR(Loader(source, o), "rank 1 of world 1");
+  o = train_options(2, 8, 1);
+  o.repeat_factors = {1, 2};
+  EXPECT_DATA_ERROR(Loader(source, o), "2 repeat factors");
+  EXPECT_DATA_ERROR(Loader(std::make_shared<MemorySource>(0, 8), train_options(2, 8, 1)), "empty");
+  Loader loader(source, train_options(2, 8, 1));
+  EXPECT_DATA_ERROR(loader.next(), "before start_epoch");
+}
+
+// ---- files: PNG folder, pack, dedupe on disk ---------------------------------------------
+
+namespace {
+
+// A Kaggle-layout folder of `count` blob images of size S (train.csv + train/{Id}_{stain}.png).
+DatasetIndex write_png_dataset(const TempDir& dir, int count, int size) {
+  fs::create_directories(dir.path / "train");
+  std::vector<Sample> samples;
+  for (int i = 0; i < count; ++i) {
+    Sample s{"img" + std::to_string(i), static_cast<LabelMask>(1u << (i % kNumClasses))};
+    const Image image = blob_image(size, 500 + static_cast<uint64_t>(i));
+    for (Stain stain : kStains)
+      write_png_gray((dir.path / "train" / (s.id + "_" + std::string(stain_name(stain)) + ".png")).string(),
+                     image.channel(static_cast<int>(stain)), size, size, 1);
+    samples.push_back(s);
+  }
+  write_train_csv(dir.file("train.csv"), samples);
+  return DatasetIndex::open(dir.path.string());
+}
+
+}  // namespace
+
+TEST(PackDataset, LoaderGivesTheSameBatchesFromPngsAndFromThePack) {
+  TempDir dir;
+  const DatasetIndex index = write_png_dataset(dir, 9, 32);
+  const std::string pack_path = dir.file("train.pack");
+  std::vector<int64_t> progress;
+  PackDatasetOptions options;
+  options.size = 32;
+  options.progress = [&](int64_t done, int64_t total) {
+    EXPECT_EQ(total, 9);
+    progress.push_back(done);
+  };
+  EXPECT_EQ(pack_dataset(index, pack_path, options), 9);
+  EXPECT_EQ(progress.back(), 9);
+  auto pack = std::make_shared<const PackReader>(PackReader::open(pack_path, true));
+  ASSERT_EQ(pack->count(), 9);
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(pack->id(i), index[static_cast<size_t>(i)].id);
+    EXPECT_EQ(pack->labels(i), index[static_cast<size_t>(i)].labels);
+  }
+  const Image first = load_sample_image(index, 0);
+  EXPECT_EQ(std::memcmp(pack->image(0), first.pixels.data(), first.pixels.size()), 0);
+
+  LoaderOptions o = train_options(4, 24, 2);
+  Loader from_png(std::make_shared<ImageFolderSource>(index, 32), o);
+  Loader from_pack(std::make_shared<PackSource>(pack, /*verify_samples=*/true), o);
+  EXPECT_TRUE(run_epoch(from_png, 3) == run_epoch(from_pack, 3));
+
+  // A smaller pack is the area-resized dataset.
+  options.size = 16;
+  options.progress = nullptr;
+  pack_dataset(index, dir.file("small.pack"), options);
+  const PackReader small = PackReader::open(dir.file("small.pack"));
+  const Image resized = resize(load_sample_image(index, 4), 16, 16);
+  EXPECT_EQ(std::memcmp(small.image(4), resized.pixels.data(), resized.pixels.size()), 0);
+}
+
+TEST(PackDataset, MissingChannelFailsOrIsSkipped) {
+  TempDir dir;
+  const DatasetIndex index = write_png_dataset(dir, 5, 16);
+  fs::remove(dir.path / "train" / "img3_yellow.png");
+  PackDatasetOptions options;
+  options.size = 16;
+  EXPECT_DATA_ERROR(pack_dataset(index, dir.file("a.pack"), options), "img3_yellow.png");
+  EXPECT_FALSE(fs::exists(dir.file("a.pack")));
+  options.skip_bad = true;
+  EXPECT_EQ(pack_dataset(index, dir.file("b.pack"), options), 4);
+  const PackReader pack = PackReader::open(dir.file("b.pack"), true);
+  EXPECT_EQ(pack.id(3), "img4");
+}
+
+TEST(DedupeDataset, HashesFilesAndFindsACopiedSample) {
+  TempDir dir;
+  DatasetIndex index = write_png_dataset(dir, 6, 64);
+  // img6 is img2 made brighter and noisy: a near-duplicate on disk.
+  const Image source = load_sample_image(index, 2);
+  const Image copy = noisy(brighter(source, 15), 4.0, 3);
+  for (Stain stain : kStains)
+    write_png_gray((dir.path / "train" / ("img6_" + std::string(stain_name(stain)) + ".png")).string(),
+                   copy.channel(static_cast<int>(stain)), 64, 64, 1);
+  std::vector<Sample> samples = index.samples();
+  samples.push_back({"img6", 1});
+  write_train_csv(dir.file("train.csv"), samples);
+  index = DatasetIndex::open(dir.path.string());
+  const DatasetHashes hashes = hash_dataset(index, 2, false);
+  const auto group_of = group_near_duplicates(hashes.hashes, DedupeOptions{});
+  EXPECT_EQ(group_of, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 2}));
+  const auto kept = keep_first_of_each_group(index.samples(), group_of);
+  EXPECT_EQ(kept.size(), 6u);
+}
