@@ -15,6 +15,7 @@
 #include "kernels/reduce.h"
 #include "tensor/autograd.h"
 #include "tensor/ops/check.h"
+#include "tensor/ops/dispatch.h"
 #ifdef HPA_WITH_CUDA
 #include "tensor/cuda_backend.h"
 #endif
@@ -22,16 +23,6 @@
 namespace hpa {
 
 namespace {
-
-#ifdef HPA_WITH_CUDA
-kernels::Stream stream_of(const Tensor& t) {
-  return static_cast<kernels::Stream>(cuda::stream(t.device().index));
-}
-#else
-[[noreturn]] void no_cuda(const char* op, const Tensor& t) {
-  HPA_FAIL(op, ": this build has no CUDA backend, got ", t.desc());
-}
-#endif
 
 using kernels::BinaryOp;
 using kernels::UnaryOp;

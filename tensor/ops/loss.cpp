@@ -23,18 +23,13 @@
 #include "kernels/topk.h"
 #include "tensor/autograd.h"
 #include "tensor/ops/check.h"
+#include "tensor/ops/dispatch.h"
 #ifdef HPA_WITH_CUDA
 #include "tensor/cuda_backend.h"
 #endif
 
 namespace hpa {
 namespace {
-
-#ifdef HPA_WITH_CUDA
-kernels::Stream stream_of(const Tensor& t) {
-  return static_cast<kernels::Stream>(cuda::stream(t.device().index));
-}
-#endif
 
 // The errors of the value checks, shared by both devices; target_at(i) and weight_at(i)
 // read element i of the offending tensor (from the device only on this error path).

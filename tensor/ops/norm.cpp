@@ -10,6 +10,7 @@
 #include "kernels/batchnorm.h"
 #include "tensor/autograd.h"
 #include "tensor/ops/check.h"
+#include "tensor/ops/dispatch.h"
 #ifdef HPA_WITH_CUDA
 #include "tensor/cuda_backend.h"
 #endif
@@ -21,10 +22,6 @@ namespace {
 constexpr const char* kOp = "batch_norm2d";
 
 #ifdef HPA_WITH_CUDA
-kernels::Stream stream_of(const Tensor& t) {
-  return static_cast<kernels::Stream>(cuda::stream(t.device().index));
-}
-
 // Partial sums of the CUDA reductions; freed when the call returns, which the caching
 // allocator's stream-ordered reuse makes safe.
 Tensor cuda_workspace(const kernels::BatchNormArgs& a, Device device) {

@@ -12,6 +12,7 @@
 #include "kernels/pool.h"
 #include "tensor/autograd.h"
 #include "tensor/ops/check.h"
+#include "tensor/ops/dispatch.h"
 #ifdef HPA_WITH_CUDA
 #include "tensor/cuda_backend.h"
 #endif
@@ -19,16 +20,6 @@
 namespace hpa {
 
 namespace {
-
-#ifdef HPA_WITH_CUDA
-kernels::Stream stream_of(const Tensor& t) {
-  return static_cast<kernels::Stream>(cuda::stream(t.device().index));
-}
-#else
-[[noreturn]] void no_cuda(const char* op, const Tensor& t) {
-  HPA_FAIL(op, ": this build has no CUDA backend, got ", t.desc());
-}
-#endif
 
 void check_nchw(const char* op, const Tensor& x) {
   check::floating(op, x, "x");
