@@ -470,7 +470,7 @@ TEST(EffectiveNumberWeights, DecreasingInCountAndEmptyClassCountsAsOne) {
 
 TEST(EffectiveNumberWeights, HpaClassCountsOrderLikeInverseCounts) {
   // Counts of the 28 labels in the 31,072-image HPA train.csv, from
-  // /work/shared/hpa_classes.tsv (column train_count, class ids 0..27).
+  // shared/hpa_classes.tsv of the project workspace (column train_count, class ids 0..27).
   const std::vector<int64_t> counts = {12885, 1254, 3621, 1561, 1858, 2513, 1008, 2822, 53,  45,
                                        28,    1093, 688,  537,  1066, 21,   530,  210,  902, 1482,
                                        172,   3777, 802,  2965, 322,  8228, 328,  11};
