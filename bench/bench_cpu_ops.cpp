@@ -47,8 +47,7 @@ bool g_failed = false;
 
 // Marks the benchmark as failed where nobody can miss it: stderr, the report, exit code.
 void fail(benchmark::State& state, const std::string& name, const std::string& what) {
-  static std::string message;  // SkipWithError keeps the pointer in Google Benchmark 1.7
-  message = "VALIDATION FAILED: " + what;
+  const std::string message = "VALIDATION FAILED: " + what;
   g_failed = true;
   std::fprintf(stderr, "%s: %s\n", name.c_str(), message.c_str());
   state.SkipWithError(message.c_str());

@@ -99,10 +99,16 @@ Operands make_operands(const GemmShape& s, unsigned seed) {
 
 // The libraries' own thread-count setters, looked up at run time because which of them
 // is loaded depends on LD_PRELOAD / LD_LIBRARY_PATH.
+// OpenBLAS's OpenMP build implements openblas_set_num_threads(n) as omp_set_num_threads(n)
+// too, which would leave every later parallel region of this thread with n threads; the
+// OpenMP setting is therefore restored to the process's thread count afterwards.
+int g_threads = 1;  // OMP_NUM_THREADS as seen at start-up
+
 void set_blas_threads(int threads) {
   using SetFn = void (*)(int);
   if (auto f = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) f(threads);
   if (auto f = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "bli_thread_set_num_threads"))) f(threads);
+  omp_set_num_threads(g_threads);
 }
 
 void run_gemm(Backend backend, DnnlSgemmFn dnnl, const GemmShape& s, Operands& o) {
@@ -146,28 +152,33 @@ std::string validate(const GemmShape& s, const Operands& o) {
 bool g_failed = false;
 
 void BM_sgemm(benchmark::State& state, Backend backend, DnnlSgemmFn dnnl, Mode mode, GemmShape s) {
-  const int threads = mode == Mode::threaded ? 1 : omp_get_max_threads();
-  set_blas_threads(mode == Mode::threaded ? omp_get_max_threads() : 1);
+  const int threads = mode == Mode::threaded ? 1 : g_threads;
+  set_blas_threads(mode == Mode::threaded ? g_threads : 1);
   std::vector<Operands> operands(threads);
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
   for (int t = 0; t < threads; ++t) operands[t] = make_operands(s, 1234 + t);  // first touch by its thread
 
+  int team = 1;
   auto run_all = [&] {
     if (mode == Mode::threaded) {
       run_gemm(backend, dnnl, s, operands[0]);
     } else {
 #pragma omp parallel num_threads(threads)
-      run_gemm(backend, dnnl, s, operands[omp_get_thread_num()]);
+      {
+        run_gemm(backend, dnnl, s, operands[omp_get_thread_num()]);
+        if (omp_get_thread_num() == 0) team = omp_get_num_threads();
+      }
     }
   };
   run_all();
-  static std::string error;  // SkipWithError keeps the pointer in Google Benchmark 1.7
+  std::string error =
+      team == threads ? ""
+                      : "ran on " + std::to_string(team) + " threads instead of " + std::to_string(threads);
   for (int t = 0; t < threads && error.empty(); ++t) error = validate(s, operands[t]);
   if (!error.empty()) {
     g_failed = true;
     std::fprintf(stderr, "sgemm %s: %s\n", s.label, error.c_str());
     state.SkipWithError(error.c_str());
-    error.clear();
     return;
   }
   for (int i = 0; i < 2; ++i) run_all();  // warm-up: thread pools, caches
@@ -183,7 +194,7 @@ void BM_sgemm(benchmark::State& state, Backend backend, DnnlSgemmFn dnnl, Mode m
   }
   const double flop = 2.0 * s.m * s.n * s.k * threads;
   state.counters["GFLOP/s"] = flop * static_cast<double>(state.iterations()) / seconds / 1e9;
-  state.counters["threads"] = omp_get_max_threads();
+  state.counters["threads"] = mode == Mode::threaded ? g_threads : team;
 }
 
 }  // namespace
@@ -194,7 +205,8 @@ int main(int argc, char** argv) {
 
   // dlsym(RTLD_DEFAULT) finds the definition the dynamic linker binds (LD_PRELOAD first).
   benchmark::AddCustomContext("cblas_sgemm_from", library_of(dlsym(RTLD_DEFAULT, "cblas_sgemm")));
-  benchmark::AddCustomContext("omp_max_threads", std::to_string(omp_get_max_threads()));
+  g_threads = omp_get_max_threads();
+  benchmark::AddCustomContext("omp_max_threads", std::to_string(g_threads));
   DnnlSgemmFn dnnl = load_dnnl_sgemm();
   benchmark::AddCustomContext("dnnl_sgemm_from",
                               dnnl ? library_of(reinterpret_cast<const void*>(dnnl)) : "not found");

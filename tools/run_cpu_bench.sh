@@ -249,9 +249,15 @@ else:
 print()
 for v, s in sorted(sources.items()):
     print(f"{v}: cblas_sgemm from {s}")
-for c in cols[:-1]:
-    rs = [table[r][c] / table[r]["openblas-pthread"] for r in table if c in table[r] and table[r].get("openblas-pthread")]
-    if rs:
-        print(f"geometric mean vs openblas-pthread, {c}: {math.exp(sum(map(math.log, rs)) / len(rs)):.2f} ({len(rs)} rows)")
+groups = [("engine ops (bench_cpu_ops)", lambda r: not r.startswith("sgemm/")),
+          ("sgemm, serial per thread (the engine's pattern)", lambda r: r.startswith("sgemm/serial_per_thread/")),
+          ("sgemm, one threaded call", lambda r: r.startswith("sgemm/threaded/"))]
+for title, pick in groups:
+    for c in cols:
+        rs = [table[r][c] / table[r]["openblas-pthread"] for r in table
+              if pick(r) and c in table[r] and table[r].get("openblas-pthread")]
+        if rs and c != "openblas-pthread":
+            print(f"geometric mean GFLOP/s vs openblas-pthread, {title}, {c}: "
+                  f"{math.exp(sum(map(math.log, rs)) / len(rs)):.2f} ({len(rs)} rows)")
 EOF
 exit $status
