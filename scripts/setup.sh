@@ -9,7 +9,7 @@ packages=(
   libbenchmark-dev                   # benchmarks
   libopenblas-dev                    # CPU GEMM for linear and convolution (see docs/PERFORMANCE.md)
   python3 python3-numpy              # .npy interop tests
-  python3-torch                      # PyTorch CPU: golden tests and side-by-side benchmarks
+  python3-torch python3-torchvision  # PyTorch CPU: golden tests, model parity, side-by-side benchmarks
   libpng-dev libdeflate-dev          # PNG reading and writing (data/png.cpp)
   libtiff-dev libstb-dev             # TIFF (libtiff) and JPEG (stb_image) reading
   python3-pil python3-tifffile       # reader tests against files written by other tools, PIL benchmark
