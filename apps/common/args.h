@@ -1,6 +1,6 @@
-// A small flag parser for the hpa_data subcommands: `--name value`, `--name=value` and
-// boolean `--name`. Unknown flags, missing values and malformed numbers throw UsageError,
-// which main() reports with the subcommand's usage and exit code 2.
+// A small flag parser for the apps (hpa_data, hpa_model, hpa_bench): `--name value`,
+// `--name=value` and boolean `--name`. Unknown flags, missing values and malformed numbers
+// throw UsageError, which main() reports with the subcommand's usage and exit code 2.
 #pragma once
 
 #include <charconv>

@@ -6,7 +6,7 @@
 #include <exception>
 #include <string_view>
 
-#include "apps/hpa_data/args.h"
+#include "apps/common/args.h"
 #include "apps/hpa_data/commands.h"
 
 namespace {

@@ -4,7 +4,7 @@
 #include <chrono>
 #include <cstdio>
 
-#include "apps/hpa_data/args.h"
+#include "apps/common/args.h"
 #include "apps/hpa_data/commands.h"
 #include "data/csv.h"
 

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "apps/hpa_data/args.h"
+#include "apps/common/args.h"
 #include "apps/hpa_data/commands.h"
 #include "data/csv.h"
 #include "data/hpa_classes.h"

@@ -3,7 +3,7 @@
 
 #include <cstdio>
 
-#include "apps/hpa_data/args.h"
+#include "apps/common/args.h"
 #include "apps/hpa_data/commands.h"
 #include "data/bad_samples.h"
 #include "data/csv.h"
