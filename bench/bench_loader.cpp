@@ -1,33 +1,54 @@
 // Loader throughput: images/s of training batches (random crop + dihedral element) from
 // 8-bit PNG files and from a pack, at 512² and 768² crops, with 1 and 2 worker threads,
-// next to this machine's memcpy bandwidth (the ceiling of the pack path: a pack sample is
-// copied exactly once, from the mapping into the batch). Also the all-pairs near-duplicate
+// each next to a copy of the same bytes measured in the same round: the pack path's ceiling
+// (a pack sample is copied exactly once, from the mapping into the batch). Then the stages
+// one by one (the crop + dihedral kernel per element, streaming or cached stores, from the
+// mapping, one thread, no loader), the first pass over a freshly mapped pack with each
+// PackPaging choice, and the pack path with jitter on. Also the all-pairs near-duplicate
 // scan and the stratified split at the size of HPA 2018 (31,072 samples).
 //
 // Data: synthetic HPA-like datasets (data/synth.h) written to a temporary folder: 512² PNGs
-// (the Kaggle layout; 512² batches, no crop) and 1024² PNGs (768² crops); packs at 768
-// (512² crops) and 1024 (768² crops). Before timing, the PNG and pack loaders are checked to
-// produce the same bytes for the same seed, and every configuration runs one warm-up epoch
-// (which also brings the files into the page cache: the figures are decode-bound, not disk-bound).
+// (the Kaggle layout; 512² batches, no crop) and 1024² PNGs (768² crops), packed with
+// pack_dataset at 768 (512² crops) and 1024 (768² crops). Before timing, the PNG and pack
+// loaders are checked to give the same bytes for the same seed. The throughput packs hold
+// --pack-samples samples (the packed ones repeated under new ids, 12 batches of 16 per epoch
+// by default, so the epoch-end drain of a 2-thread loader stays small, as in training).
+// Every configuration runs one warm-up epoch first: the files are in the page cache and
+// the mapping is populated, so the loader figures are decode- or memory-bound, not disk-bound.
 //
-//   bench_loader [--samples N] [--epochs E] [--keep DIR]
+// The copy baselines: "memcpy" copies the same bytes per sample (4 x crop² from the start
+// of the sample in the mapping, one std::memcpy) into the same ring of batch buffers, in the
+// epoch's order, split across the same number of threads; "stream copy" is the same with
+// non-temporal stores (glibc's memcpy uses them only for copies larger than ~3/4 of the
+// cache, not for one 1-2 MB sample). The machine is shared: every figure is the median of
+// --rounds rounds, with the spread (min-max), and the pack/baseline ratios are taken within
+// each round.
+//
+//   bench_loader [--samples N] [--pack-samples M] [--epochs E] [--rounds R] [--keep DIR]
+//                [--no-png] [--no-extras]
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <numeric>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "data/dedupe.h"
 #include "data/loader.h"
 #include "data/pack.h"
+#include "data/sampler.h"
 #include "data/split.h"
 #include "data/synth.h"
+#include "data/transforms.h"
 
 using namespace hpa::data;
 namespace fs = std::filesystem;
@@ -37,6 +58,13 @@ namespace {
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string load_average() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return a.empty() ? "unknown" : a + " " + b + " " + c;
 }
 
 // Best of a few copies of a buffer much larger than the caches, in GB/s (bytes copied / s).
@@ -54,9 +82,11 @@ double memcpy_bandwidth_gbs() {
   return best;
 }
 
+constexpr int kBatch = 16;
+
 LoaderOptions training_options(int crop, int threads) {
   LoaderOptions o;
-  o.batch_size = 16;
+  o.batch_size = kBatch;
   o.output_size = crop;
   o.threads = threads;
   o.prefetch_batches = 2 * threads + 2;
@@ -82,6 +112,85 @@ double images_per_second(const std::shared_ptr<const SampleSource>& source, cons
   return static_cast<double>(images) / seconds_since(start);
 }
 
+// The batch ring of a loader with `threads` workers, for the baselines.
+struct Ring {
+  Ring(size_t image_bytes, int threads) : slots(static_cast<size_t>(2 * threads + 2)), bytes(image_bytes) {
+    for (auto& s : slots) {
+      s = static_cast<uint8_t*>(std::aligned_alloc(4096, image_bytes * kBatch));
+      std::memset(s, 0, image_bytes * kBatch);
+    }
+  }
+  ~Ring() {
+    for (auto* s : slots) std::free(s);
+  }
+  uint8_t* image(int64_t batch, int k) const {
+    return slots[static_cast<size_t>(batch) % slots.size()] + static_cast<size_t>(k) * bytes;
+  }
+  std::vector<uint8_t*> slots;
+  size_t bytes;
+};
+
+// The copy baselines (see the header comment): images/s over `epochs` epochs after a warm-up.
+double copy_images_per_second(const PackReader& pack, int crop, int threads, int epochs, bool streaming) {
+  const size_t bytes = static_cast<size_t>(kNumChannels) * crop * crop;
+  Ring ring(bytes, threads);
+  auto run = [&](int64_t epoch) {
+    EpochPlanOptions plan_options;
+    plan_options.seed = 1;
+    plan_options.epoch = epoch;
+    const std::vector<EpochEntry> plan = plan_epoch(pack.count(), {}, plan_options);
+    const int64_t batches = (static_cast<int64_t>(plan.size()) + kBatch - 1) / kBatch;
+    auto work = [&](int t) {
+      for (int64_t b = t; b < batches; b += threads)
+        for (int k = 0; k < kBatch && b * kBatch + k < static_cast<int64_t>(plan.size()); ++k) {
+          const uint8_t* src = pack.image(plan[static_cast<size_t>(b * kBatch + k)].sample);
+          if (streaming)  // the identity on 4 contiguous crop x crop planes: one streamed run
+            crop_dihedral_into(src, kNumChannels, crop, crop, 0, 0, crop, 0, ring.image(b, k), true);
+          else
+            std::memcpy(ring.image(b, k), src, bytes);
+        }
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
+    work(0);
+    for (auto& th : pool) th.join();
+    return static_cast<int64_t>(plan.size());
+  };
+  run(0);
+  const auto start = Clock::now();
+  int64_t images = 0;
+  for (int e = 1; e <= epochs; ++e) images += run(e);
+  return static_cast<double>(images) / seconds_since(start);
+}
+
+// The kernel alone, one thread: dihedral element k of a random crop of each sample, in the
+// epoch's order, into the ring. Images/s.
+double kernel_images_per_second(const PackReader& pack, int crop, int k, bool streaming, int passes) {
+  const size_t bytes = static_cast<size_t>(kNumChannels) * crop * crop;
+  Ring ring(bytes, 1);
+  const int s = pack.size();
+  Rng rng(7);
+  auto pass = [&](int64_t epoch) {
+    EpochPlanOptions plan_options;
+    plan_options.seed = 1;
+    plan_options.epoch = epoch;
+    const std::vector<EpochEntry> plan = plan_epoch(pack.count(), {}, plan_options);
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const int top = static_cast<int>(rng.range(0, s - crop)),
+                left = static_cast<int>(rng.range(0, s - crop));
+      crop_dihedral_into(pack.image(plan[i].sample), kNumChannels, s, s, top, left, crop, k,
+                         ring.image(static_cast<int64_t>(i) / kBatch, static_cast<int>(i % kBatch)),
+                         streaming);
+    }
+    return static_cast<int64_t>(plan.size());
+  };
+  pass(0);
+  const auto start = Clock::now();
+  int64_t images = 0;
+  for (int e = 1; e <= passes; ++e) images += pass(e);
+  return static_cast<double>(images) / seconds_since(start);
+}
+
 bool same_first_batch(const std::shared_ptr<const SampleSource>& a,
                       const std::shared_ptr<const SampleSource>& b, const LoaderOptions& options) {
   Loader la(a, options), lb(b, options);
@@ -92,35 +201,90 @@ bool same_first_batch(const std::shared_ptr<const SampleSource>& a,
   return x.size() == y.size() && std::memcmp(x.images(), y.images(), bytes) == 0;
 }
 
+// A pack of `count` samples: the given pack's samples repeated in turn under new ids.
+void write_repeated_pack(const PackReader& from, const std::string& path, int64_t count) {
+  PackWriter writer(path, from.size());
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t j = i % from.count();
+    std::string id = std::to_string(i);  // (not "r" + to_string: GCC 12's -Wrestrict false positive)
+    id += '_';
+    id += from.id(j);
+    writer.add(id, from.labels(j), from.image(j));
+  }
+  writer.finish();
+}
+
+// Median and spread of repeated measurements.
+struct Stat {
+  std::vector<double> v;
+  void add(double x) { v.push_back(x); }
+  double median() const {
+    std::vector<double> s = v;
+    std::sort(s.begin(), s.end());
+    return s.empty() ? 0 : s.size() % 2 ? s[s.size() / 2] : (s[s.size() / 2 - 1] + s[s.size() / 2]) / 2;
+  }
+  double lo() const { return v.empty() ? 0 : *std::min_element(v.begin(), v.end()); }
+  double hi() const { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
+};
+
+std::string fmt(const Stat& s, const char* f = "%.0f") {
+  char a[32], b[32], c[32];
+  std::snprintf(a, sizeof a, f, s.median());
+  std::snprintf(b, sizeof b, f, s.lo());
+  std::snprintf(c, sizeof c, f, s.hi());
+  return std::string(a) + " (" + b + "-" + c + ")";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  int samples = 48, epochs = 2;
+  int samples = 48, pack_samples = 192, epochs = 2, rounds = 3;
+  bool png = true, extras = true;
   std::string keep;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    if (flag == "--samples")
-      samples = std::stoi(argv[i + 1]);
-    else if (flag == "--epochs")
-      epochs = std::stoi(argv[i + 1]);
-    else if (flag == "--keep")
-      keep = argv[i + 1];
+    const bool has_value = i + 1 < argc;
+    if (flag == "--samples" && has_value)
+      samples = std::stoi(argv[++i]);
+    else if (flag == "--pack-samples" && has_value)
+      pack_samples = std::stoi(argv[++i]);
+    else if (flag == "--epochs" && has_value)
+      epochs = std::stoi(argv[++i]);
+    else if (flag == "--rounds" && has_value)
+      rounds = std::stoi(argv[++i]);
+    else if (flag == "--keep" && has_value)
+      keep = argv[++i];
+    else if (flag == "--no-png")
+      png = false;
+    else if (flag == "--no-extras")
+      extras = false;
+    else {
+      std::fprintf(stderr, "bench_loader: unknown or incomplete flag %s\n", flag.c_str());
+      return 2;
+    }
   }
   const fs::path root = keep.empty()
                             ? fs::temp_directory_path() / ("hpa_bench_loader_" + std::to_string(::getpid()))
                             : fs::path(keep);
   fs::create_directories(root);
 
-  const double copy_gbs = memcpy_bandwidth_gbs();
-  std::printf("machine: %u hardware threads; memcpy %.1f GB/s (256 MiB buffers, best of 5)\n",
-              std::thread::hardware_concurrency(), copy_gbs);
+  std::printf("machine: %u hardware threads; load average at start %s\n", std::thread::hardware_concurrency(),
+              load_average().c_str());
+  std::printf("memcpy of 256 MiB buffers: %.1f GB/s (best of 5)\n", memcpy_bandwidth_gbs());
+  std::printf("batch %d; %d rounds; figures: median (min-max) over rounds; ratios taken within a round\n",
+              kBatch, rounds);
 
   struct Config {
     int file_size, pack_size, crop;
   };
   const Config configs[] = {{512, 768, 512}, {1024, 1024, 768}};
-  std::printf("\n%-6s %-26s %8s %12s %10s %16s\n", "crop", "source", "threads", "images/s", "MB/s out",
-              "memcpy-bound /s");
+  struct Prepared {
+    Config c;
+    std::shared_ptr<const ImageFolderSource> png;
+    std::shared_ptr<const PackReader> pack;  // the throughput pack (pack_samples)
+    std::string pack_path;
+  };
+  std::vector<Prepared> prepared;
   for (const Config& c : configs) {
     const fs::path png_dir = root / ("png" + std::to_string(c.file_size));
     if (!fs::exists(png_dir / "train.csv")) {
@@ -139,68 +303,164 @@ int main(int argc, char** argv) {
       pack_options.size = c.pack_size;
       pack_dataset(index, pack_path, pack_options);
     }
-    auto pack = std::make_shared<const PackReader>(PackReader::open(pack_path, true));
+    auto small_pack = std::make_shared<const PackReader>(PackReader::open(pack_path, true));
     auto png_source = std::make_shared<const ImageFolderSource>(index, c.file_size);
-    auto pack_source = std::make_shared<const PackSource>(pack);
-
     // Validation: the pack holds the resized files, so both paths give the same batches.
     LoaderOptions check = training_options(c.crop, 2);
     check.resize_to = c.pack_size;
-    if (!same_first_batch(png_source, pack_source, check)) {
+    if (!same_first_batch(png_source, std::make_shared<const PackSource>(small_pack), check)) {
       std::fprintf(stderr, "bench_loader: PNG and pack loaders disagree at %d²\n", c.crop);
       return 1;
     }
-    const double bytes_per_image = 4.0 * c.crop * c.crop;
-    for (int threads : {1, 2}) {
-      LoaderOptions o = training_options(c.crop, threads);
-      const double png_rate = images_per_second(png_source, o, epochs);
-      std::printf("%-6d %-26s %8d %12.1f %10.0f %16.0f\n", c.crop,
-                  ("PNG " + std::to_string(c.file_size) + "²").c_str(), threads, png_rate,
-                  png_rate * bytes_per_image / 1e6, copy_gbs * 1e9 / bytes_per_image);
-      const double pack_rate = images_per_second(pack_source, o, std::max(epochs, 8));
-      std::printf("%-6d %-26s %8d %12.1f %10.0f %16.0f\n", c.crop,
-                  ("pack " + std::to_string(c.pack_size) + "²").c_str(), threads, pack_rate,
-                  pack_rate * bytes_per_image / 1e6, copy_gbs * 1e9 / bytes_per_image);
-      // The same without the dihedral element: every output row is one memcpy from the mapping.
-      o.dihedral = false;
-      const double copy_rate = images_per_second(pack_source, o, std::max(epochs, 8));
-      std::printf("%-6d %-26s %8d %12.1f %10.0f %16.0f\n", c.crop,
-                  ("pack " + std::to_string(c.pack_size) + "², crop only").c_str(), threads, copy_rate,
-                  copy_rate * bytes_per_image / 1e6, copy_gbs * 1e9 / bytes_per_image);
-    }
+    const std::string big_path =
+        (root / ("train" + std::to_string(c.pack_size) + "_x" + std::to_string(pack_samples) + ".pack"))
+            .string();
+    if (!fs::exists(big_path)) write_repeated_pack(*small_pack, big_path, pack_samples);
+    prepared.push_back(
+        {c, png_source, std::make_shared<const PackReader>(PackReader::open(big_path, true)), big_path});
   }
 
-  // All pairs of 31,072 random hashes over green + blue (the dedupe default).
-  {
-    Rng rng(3);
-    std::vector<SampleHash> hashes(31072);
-    for (auto& h : hashes)
-      for (auto& w : h.stain) w = rng.next_u64();
-    std::printf("\nnear-duplicate scan of 31072 samples (4.8e8 pairs, green + blue):\n");
+  // ---- loader vs the copies of the same bytes ------------------------------------------
+  // key: (crop, threads, what)
+  std::map<std::tuple<int, int, std::string>, Stat> stats;
+  const int pack_epochs = std::max(epochs, 4);
+  for (int round = 0; round < rounds; ++round) {
+    for (const Prepared& p : prepared)
+      for (int threads : {1, 2}) {
+        auto key = [&](const char* what) { return std::make_tuple(p.c.crop, threads, std::string(what)); };
+        auto source = std::make_shared<const PackSource>(p.pack);
+        LoaderOptions o = training_options(p.c.crop, threads);
+        const double copy = copy_images_per_second(*p.pack, p.c.crop, threads, pack_epochs, false);
+        const double stream = copy_images_per_second(*p.pack, p.c.crop, threads, pack_epochs, true);
+        const double loader = images_per_second(source, o, pack_epochs);
+        o.dihedral = false;
+        const double crop_only = images_per_second(source, o, pack_epochs);
+        stats[key("memcpy")].add(copy);
+        stats[key("stream")].add(stream);
+        stats[key("pack")].add(loader);
+        stats[key("pack crop only")].add(crop_only);
+        stats[key("pack/memcpy")].add(loader / copy);
+        stats[key("pack/stream")].add(loader / stream);
+        stats[key("crop only/memcpy")].add(crop_only / copy);
+        if (png && round == 0) {  // decode-bound and slow: one round
+          o.dihedral = true;
+          stats[key("png")].add(images_per_second(p.png, o, epochs));
+        }
+      }
+    std::fprintf(stderr, "bench_loader: round %d of %d done (load %s)\n", round + 1, rounds,
+                 load_average().c_str());
+  }
+  std::printf("\n%-5s %-7s %-30s %-22s %-10s\n", "crop", "threads", "what", "images/s", "GB/s out");
+  for (const Prepared& p : prepared)
     for (int threads : {1, 2}) {
-      DedupeOptions options;
-      options.threads = threads;
+      const double bytes = 4.0 * p.c.crop * p.c.crop;
+      auto row = [&](const std::string& what, const std::string& label) {
+        const auto it = stats.find(std::make_tuple(p.c.crop, threads, what));
+        if (it == stats.end()) return;
+        std::printf("%-5d %-7d %-30s %-22s %-10.2f\n", p.c.crop, threads, label.c_str(),
+                    fmt(it->second).c_str(), it->second.median() * bytes / 1e9);
+      };
+      const std::string ps = std::to_string(p.c.pack_size) + "²";
+      row("png", "PNG " + std::to_string(p.c.file_size) + "²");
+      row("pack", "pack " + ps + " crop+dihedral");
+      row("pack crop only", "pack " + ps + " crop only");
+      row("memcpy", "memcpy, same bytes");
+      row("stream", "stream copy, same bytes");
+      for (const char* r : {"pack/memcpy", "crop only/memcpy", "pack/stream"})
+        std::printf("%-5d %-7d %-30s %-22s\n", p.c.crop, threads, (std::string("  ratio ") + r).c_str(),
+                    fmt(stats[std::make_tuple(p.c.crop, threads, std::string(r))], "%.2f").c_str());
+    }
+
+  if (extras) {
+    // ---- stages: the kernel alone, per dihedral element, from the mapping ----------------
+    std::printf("\nkernel alone (1 thread, from the mapping, no loader): images/s, median of %d\n", rounds);
+    std::printf("%-5s %-4s %-16s %-16s\n", "crop", "k", "streaming", "cached stores");
+    for (const Prepared& p : prepared)
+      for (int k = 0; k < kDihedralCount; ++k) {
+        Stat on, off;
+        for (int round = 0; round < rounds; ++round) {
+          on.add(kernel_images_per_second(*p.pack, p.c.crop, k, true, 2));
+          off.add(kernel_images_per_second(*p.pack, p.c.crop, k, false, 2));
+        }
+        std::printf("%-5d %-4d %-16s %-16s\n", p.c.crop, k, fmt(on).c_str(), fmt(off).c_str());
+      }
+
+    // ---- the first pass over a freshly mapped pack -----------------------------------
+    // The file is in the page cache (it was just read); only the mapping is new.
+    std::printf("\nfirst epoch after open (pack in the page cache, mapping new), loader images/s:\n");
+    std::printf("%-5s %-7s %-22s %-12s %-22s %-22s\n", "crop", "threads", "paging", "open ms", "first epoch",
+                "second epoch");
+    for (const Prepared& p : prepared)
+      for (int threads : {1, 2})
+        for (int mode = 0; mode < 4; ++mode) {
+          const PackPaging paging = mode == 1   ? PackPaging::populate
+                                    : mode == 2 ? PackPaging::willneed
+                                                : PackPaging::lazy;
+          const char* names[] = {"lazy", "populate (MAP_POPULATE)", "willneed (madvise)", "lazy + prefault"};
+          Stat open_ms, first, second;
+          for (int round = 0; round < rounds; ++round) {
+            const auto start = Clock::now();
+            auto pack = std::make_shared<const PackReader>(PackReader::open(p.pack_path, false, paging));
+            open_ms.add(seconds_since(start) * 1e3);
+            Loader loader(std::make_shared<const PackSource>(pack, false, mode == 3),
+                          training_options(p.c.crop, threads));
+            for (int e = 0; e < 2; ++e) {
+              const auto t = Clock::now();
+              int64_t images = 0;
+              loader.start_epoch(e);
+              while (Batch batch = loader.next()) images += batch.size();
+              (e == 0 ? first : second).add(static_cast<double>(images) / seconds_since(t));
+            }
+          }
+          std::printf("%-5d %-7d %-22s %-12s %-22s %-22s\n", p.c.crop, threads, names[mode],
+                      fmt(open_ms, "%.1f").c_str(), fmt(first).c_str(), fmt(second).c_str());
+        }
+
+    // ---- jitter on ------------------------------------------------------------------------
+    std::printf("\npack, crop + dihedral + brightness/contrast jitter (0.1, 0.1): images/s\n");
+    for (const Prepared& p : prepared)
+      for (int threads : {1, 2}) {
+        LoaderOptions o = training_options(p.c.crop, threads);
+        o.brightness = o.contrast = 0.1;
+        Stat s;
+        for (int round = 0; round < rounds; ++round)
+          s.add(images_per_second(std::make_shared<const PackSource>(p.pack), o, pack_epochs));
+        std::printf("%-5d %-7d %s\n", p.c.crop, threads, fmt(s).c_str());
+      }
+
+    // All pairs of 31,072 random hashes over green + blue (the dedupe default).
+    {
+      Rng rng(3);
+      std::vector<SampleHash> hashes(31072);
+      for (auto& h : hashes)
+        for (auto& w : h.stain) w = rng.next_u64();
+      std::printf("\nnear-duplicate scan of 31072 samples (4.8e8 pairs, green + blue):\n");
+      for (int threads : {1, 2}) {
+        DedupeOptions options;
+        options.threads = threads;
+        const auto start = Clock::now();
+        const auto pairs = near_duplicate_pairs(hashes, options);
+        const double s = seconds_since(start);
+        std::printf("  %d thread%s: %.2f s (%.2f ns per pair; %zu pairs within %d bits)\n", threads,
+                    threads == 1 ? "" : "s", s, s * 1e9 / (31072.0 * 31071.0 / 2), pairs.size(),
+                    options.threshold);
+      }
+    }
+    // The stratified split of a real-sized label matrix (classes drawn with the real frequencies).
+    {
+      std::vector<std::vector<int>> labels(31072);
+      for (size_t i = 0; i < labels.size(); ++i)
+        labels[i] = Sample{"", synth_labels(9, static_cast<int64_t>(i))}.label_list();
       const auto start = Clock::now();
-      const auto pairs = near_duplicate_pairs(hashes, options);
+      const auto fold_of = iterative_stratification(labels, kNumClasses, {5, 1});
       const double s = seconds_since(start);
-      std::printf("  %d thread%s: %.2f s (%.2f ns per pair; %zu pairs within %d bits)\n", threads,
-                  threads == 1 ? "" : "s", s, s * 1e9 / (31072.0 * 31071.0 / 2), pairs.size(),
-                  options.threshold);
+      const auto sizes = fold_sizes(fold_of, 5);
+      std::printf("\nstratified 5-fold split of 31072 synthetic label sets: %.2f s (fold sizes %lld..%lld)\n",
+                  s, static_cast<long long>(*std::min_element(sizes.begin(), sizes.end())),
+                  static_cast<long long>(*std::max_element(sizes.begin(), sizes.end())));
     }
   }
-  // The stratified split of a real-sized label matrix (classes drawn with the real frequencies).
-  {
-    std::vector<std::vector<int>> labels(31072);
-    for (size_t i = 0; i < labels.size(); ++i)
-      labels[i] = Sample{"", synth_labels(9, static_cast<int64_t>(i))}.label_list();
-    const auto start = Clock::now();
-    const auto fold_of = iterative_stratification(labels, kNumClasses, {5, 1});
-    const double s = seconds_since(start);
-    const auto sizes = fold_sizes(fold_of, 5);
-    std::printf("\nstratified 5-fold split of 31072 synthetic label sets: %.2f s (fold sizes %lld..%lld)\n",
-                s, static_cast<long long>(*std::min_element(sizes.begin(), sizes.end())),
-                static_cast<long long>(*std::max_element(sizes.begin(), sizes.end())));
-  }
+  std::printf("\nload average at end %s\n", load_average().c_str());
   if (keep.empty()) fs::remove_all(root);
   return 0;
 }

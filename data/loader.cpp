@@ -1,15 +1,10 @@
 #include "data/loader.h"
 
 #include <algorithm>
-#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <new>
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "data/error.h"
 #include "data/transforms.h"
@@ -26,13 +21,14 @@ ImageView ImageFolderSource::load(size_t i, Image& scratch) const {
   return ImageView{scratch.pixels.data(), scratch.channels, scratch.height, scratch.width};
 }
 
-PackSource::PackSource(std::shared_ptr<const PackReader> pack, bool verify_samples)
-    : pack_(std::move(pack)), verify_samples_(verify_samples) {
+PackSource::PackSource(std::shared_ptr<const PackReader> pack, bool verify_samples, bool prefault)
+    : pack_(std::move(pack)), verify_samples_(verify_samples), prefault_(prefault) {
   if (!pack_) throw DataError("PackSource: null pack");
 }
 
 ImageView PackSource::load(size_t i, Image&) const {
   const int64_t k = static_cast<int64_t>(i);
+  if (prefault_) pack_->prefault(k);
   if (verify_samples_) pack_->verify_sample(k);
   return ImageView{pack_->image(k), kNumChannels, pack_->size(), pack_->size()};
 }
@@ -72,130 +68,6 @@ LoaderOptions evaluation_loader_options(int batch_size, int output_size, int thr
   options.dihedral = false;
   return options;
 }
-
-// ---- the fused crop + dihedral -----------------------------------------------------------
-
-namespace {
-
-// The transposed case of the fused crop + dihedral, on square blocks: block rows are loaded
-// along the source (column j of the output block = `bytes` contiguous source bytes starting
-// at `column[j]`, in increasing address order), transposed in registers and stored as output
-// rows; `reversed` (the source runs backwards down an output column) stores them bottom-up.
-#if defined(__SSE2__)
-// 16x16 bytes: four perfect-shuffle passes of unpacklo/unpackhi are a transpose.
-inline void transpose_block16(const uint8_t* const column[16], bool reversed, uint8_t* out,
-                              size_t out_stride) {
-  __m128i r[16], t[16];
-  for (int j = 0; j < 16; ++j) r[j] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(column[j]));
-  for (int pass = 0; pass < 4; ++pass) {
-    for (int i = 0; i < 8; ++i) {
-      t[2 * i] = _mm_unpacklo_epi8(r[i], r[i + 8]);
-      t[2 * i + 1] = _mm_unpackhi_epi8(r[i], r[i + 8]);
-    }
-    for (int i = 0; i < 16; ++i) r[i] = t[i];
-  }
-  for (int i = 0; i < 16; ++i)
-    _mm_storeu_si128(
-        reinterpret_cast<__m128i*>(out + static_cast<size_t>(reversed ? 15 - i : i) * out_stride), r[i]);
-}
-constexpr int kTransposeBlock = 16;
-#else
-// 8x8 bytes in eight little-endian words: swap off-diagonal 4x4, 2x2, then 1x1 blocks.
-inline void transpose_block8(const uint8_t* const column[8], bool reversed, uint8_t* out, size_t out_stride) {
-  static_assert(std::endian::native == std::endian::little,
-                "the 8x8 block transpose assumes little-endian words");
-  uint64_t a[8];
-  for (int j = 0; j < 8; ++j) std::memcpy(&a[j], column[j], 8);
-  for (int j = 0; j < 4; ++j) {
-    const uint64_t t = ((a[j] >> 32) ^ a[j + 4]) & 0x00000000FFFFFFFFull;
-    a[j] ^= t << 32;
-    a[j + 4] ^= t;
-  }
-  for (int j : {0, 1, 4, 5}) {
-    const uint64_t t = ((a[j] >> 16) ^ a[j + 2]) & 0x0000FFFF0000FFFFull;
-    a[j] ^= t << 16;
-    a[j + 2] ^= t;
-  }
-  for (int j : {0, 2, 4, 6}) {
-    const uint64_t t = ((a[j] >> 8) ^ a[j + 1]) & 0x00FF00FF00FF00FFull;
-    a[j] ^= t << 8;
-    a[j + 1] ^= t;
-  }
-  for (int i = 0; i < 8; ++i)
-    std::memcpy(out + static_cast<size_t>(reversed ? 7 - i : i) * out_stride, &a[i], 8);
-}
-constexpr int kTransposeBlock = 8;
-#endif
-
-inline void transpose_block(const uint8_t* const column[], bool reversed, uint8_t* out, size_t out_stride) {
-#if defined(__SSE2__)
-  transpose_block16(column, reversed, out, out_stride);
-#else
-  transpose_block8(column, reversed, out, out_stride);
-#endif
-}
-
-// Writes dihedral(crop(src, top, left, n, n), k) into out (channels x n x n). dihedral(k) is
-// data/transforms.h's: a horizontal flip when k & 4, then (k & 3) counter-clockwise quarter
-// turns, so out(p) = window(flip(rot^r(p))) with rot(y, x) = (x, n-1-y), flip(y, x) =
-// (y, n-1-x). The source offset of output (y, x) is therefore origin + y*dy + x*dx with
-// dx in {+1, -1, +stride, -stride}: output rows are source rows read forwards (memcpy) or
-// backwards, or source columns. Columns go by square blocks transposed in registers (a
-// byte-at-a-time column gather runs at a tenth of memcpy speed).
-void crop_dihedral_into(const ImageView& src, int top, int left, int n, int k, uint8_t* out) {
-  struct Affine {  // source row (or column) of output (y, x) = c + cy*y + cx*x
-    int64_t c, cy, cx;
-  };
-  Affine row{0, 1, 0}, col{0, 0, 1};
-  for (int r = 0; r < (k & 3); ++r) {
-    const Affine new_row = col;
-    const Affine new_col{n - 1 - row.c, -row.cy, -row.cx};
-    row = new_row;
-    col = new_col;
-  }
-  if (k & 4) col = Affine{n - 1 - col.c, -col.cy, -col.cx};
-  const int64_t stride = src.width;
-  const int64_t origin = row.c * stride + col.c;
-  const int64_t dy = row.cy * stride + col.cy, dx = row.cx * stride + col.cx;
-  const size_t plane = static_cast<size_t>(src.height) * src.width;
-  const size_t nn = static_cast<size_t>(n);
-  for (int c = 0; c < src.channels; ++c) {
-    const uint8_t* window = src.pixels + c * plane + static_cast<size_t>(top) * src.width + left + origin;
-    uint8_t* dst = out + static_cast<size_t>(c) * nn * nn;
-    if (dx == 1) {
-      for (int y = 0; y < n; ++y) std::memcpy(dst + y * nn, window + y * dy, nn);
-      continue;
-    }
-    if (dx == -1) {
-      for (int y = 0; y < n; ++y) {
-        const uint8_t* s = window + y * dy;
-        uint8_t* d = dst + y * nn;
-        for (int x = 0; x < n; ++x) d[x] = s[-x];
-      }
-      continue;
-    }
-    // A transpose: dx = +-stride along an output row, dy = +-1 down an output column.
-    constexpr int B = kTransposeBlock;
-    const int blocked = n / B * B;
-    const bool reversed = dy != 1;
-    for (int y0 = 0; y0 < blocked; y0 += B)
-      for (int x0 = 0; x0 < blocked; x0 += B) {
-        const uint8_t* column[B];
-        for (int j = 0; j < B; ++j) {
-          const uint8_t* top_of_column = window + y0 * dy + (x0 + j) * dx;
-          column[j] = reversed ? top_of_column - (B - 1) : top_of_column;
-        }
-        transpose_block(column, reversed, dst + y0 * nn + x0, nn);
-      }
-    // The right and bottom margins (n not a multiple of the block).
-    for (int y = 0; y < n; ++y) {
-      const int x_start = y < blocked ? blocked : 0;
-      for (int x = x_start; x < n; ++x) dst[y * nn + x] = window[y * dy + x * dx];
-    }
-  }
-}
-
-}  // namespace
 
 // ---- batches -----------------------------------------------------------------------------
 
@@ -414,7 +286,7 @@ void Loader::worker_main() {
     // The slot is ours alone until we mark it ready: fill it without the lock.
     slot.count = 0;
     slot.error = nullptr;
-    slot.ids.clear();
+    slot.ids.resize(entries.size());  // the strings keep their buffers from batch to batch
     slot.samples.clear();
     slot.positions.clear();
     for (const EpochEntry& entry : entries) {
@@ -438,11 +310,12 @@ void Loader::worker_main() {
       const LabelMask mask = source_->labels(static_cast<size_t>(entry.sample));
       float* labels = slot.labels + k * kNumClasses;
       for (int c = 0; c < kNumClasses; ++c) labels[c] = static_cast<float>((mask >> c) & 1u);
-      slot.ids.emplace_back(source_->id(static_cast<size_t>(entry.sample)));
+      slot.ids[k].assign(source_->id(static_cast<size_t>(entry.sample)));
       slot.samples.push_back(entry.sample);
       slot.positions.push_back(entry.position);
       ++slot.count;
     }
+    slot.ids.resize(static_cast<size_t>(slot.count));
 
     lock.lock();
     slot.state =
@@ -480,12 +353,22 @@ void Loader::process_sample(const EpochEntry& entry, int64_t epoch, uint8_t* out
     left = (view.width - n) / 2;
   }
   const int k = o.dihedral ? static_cast<int>(rng.below(kDihedralCount)) : 0;
-  crop_dihedral_into(view, top, left, n, k, out);
-  if (o.brightness > 0 || o.contrast > 0) {
-    Image jittered(kNumChannels, n, n);
-    std::memcpy(jittered.pixels.data(), out, image_bytes_);
-    color_jitter(jittered, o.brightness, o.contrast, rng);
-    std::memcpy(out, jittered.pixels.data(), image_bytes_);
+  if (o.brightness <= 0 && o.contrast <= 0) {
+    // The batch is read long after this (by the consumer, or a DMA to the GPU): stream it.
+    crop_dihedral_into(view.pixels, view.channels, view.height, view.width, top, left, n, k, out,
+                       /*streaming=*/true);
+    return;
+  }
+  // Jitter reads each plane twice more: build it through the cache and adjust it there,
+  // with color_jitter's draws in its order (contrast, brightness, channel by channel).
+  const size_t plane = static_cast<size_t>(view.height) * view.width, out_plane = static_cast<size_t>(n) * n;
+  for (int c = 0; c < view.channels; ++c) {
+    uint8_t* dst = out + c * out_plane;
+    crop_dihedral_plane(view.pixels + c * plane, view.height, view.width, top, left, n, k, dst,
+                        /*streaming=*/false);
+    const double contrast = rng.uniform(1.0 - o.contrast, 1.0 + o.contrast);
+    const double brightness = rng.uniform(-o.brightness, o.brightness);
+    jitter_plane(dst, out_plane, contrast, brightness);
   }
 }
 

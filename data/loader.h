@@ -21,9 +21,12 @@
 //  - Per-sample pipeline: load (decode, or a view into the pack's mapping) -> resize to
 //    resize_to (area averaging; skipped when 0 or already that size) -> crop to output_size
 //    (random window when training, centre otherwise; skipped when equal) -> dihedral element
-//    -> brightness/contrast jitter. The crop and the dihedral element are fused into one
-//    pass that writes straight into the batch, so a pack sample is copied exactly once.
-//    Random draws, in order: crop top, crop left, dihedral k, then color_jitter's own.
+//    -> brightness/contrast jitter. The crop and the dihedral element are one pass
+//    (crop_dihedral_into, data/transforms.h) that writes straight into the batch, so a
+//    pack sample is copied exactly once; without jitter it uses non-temporal stores (the
+//    batch is read later, by the consumer), with jitter each plane is built through the
+//    cache and jittered there. Random draws, in order: crop top, crop left, dihedral k,
+//    then color_jitter's own (contrast, brightness per channel).
 #pragma once
 
 #include <atomic>
@@ -85,10 +88,13 @@ class ImageFolderSource : public SampleSource {
 };
 
 // A pack: load() is a view into the mapping, no copy. verify_samples checks each sample's
-// checksum as it is loaded (one extra read of its bytes).
+// checksum as it is loaded (one extra read of its bytes). prefault maps each sample's pages
+// in one call before it is read (PackReader::prefault) rather than fault by fault: slower
+// for a pack in the page cache (docs/PERFORMANCE.md), so off by default.
 class PackSource : public SampleSource {
  public:
-  explicit PackSource(std::shared_ptr<const PackReader> pack, bool verify_samples = false);
+  explicit PackSource(std::shared_ptr<const PackReader> pack, bool verify_samples = false,
+                      bool prefault = false);
   size_t size() const override { return static_cast<size_t>(pack_->count()); }
   std::string_view id(size_t i) const override { return pack_->id(static_cast<int64_t>(i)); }
   LabelMask labels(size_t i) const override { return pack_->labels(static_cast<int64_t>(i)); }
@@ -96,7 +102,7 @@ class PackSource : public SampleSource {
 
  private:
   std::shared_ptr<const PackReader> pack_;
-  bool verify_samples_;
+  bool verify_samples_, prefault_;
 };
 
 // All samples' label lists, for oversample_repeat_factors.

@@ -218,7 +218,7 @@ void PackWriter::finish() {
 
 // ---- reader ------------------------------------------------------------------------------
 
-PackReader PackReader::open(const std::string& path, bool verify_checksum) {
+PackReader PackReader::open(const std::string& path, bool verify_checksum, PackPaging paging) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw data_error("pack ", path, ": cannot open: ", errno_text());
   struct stat st {};
@@ -237,10 +237,12 @@ PackReader PackReader::open(const std::string& path, bool verify_checksum) {
     throw data_error("pack ", path, ": truncated: ", size, " bytes, shorter than the ", kPackHeaderBytes,
                      "-byte header");
   }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  const int flags = MAP_SHARED | (paging == PackPaging::populate ? MAP_POPULATE : 0);
+  void* map = ::mmap(nullptr, size, PROT_READ, flags, fd, 0);
   const std::string why = errno_text();
   ::close(fd);  // the mapping keeps the file alive
   if (map == MAP_FAILED) throw data_error("pack ", path, ": mmap failed: ", why);
+  if (paging == PackPaging::willneed) ::madvise(map, size, MADV_WILLNEED);  // a hint: failure is harmless
   PackReader reader;
   reader.name_ = path;
   reader.base_ = static_cast<const uint8_t*>(map);
@@ -396,6 +398,17 @@ uint64_t PackReader::sample_checksum(int64_t i) const {
 void PackReader::verify_sample(int64_t i) const {
   if (xxh64(image(i), sample_bytes_) != sample_checksum(i))
     throw data_error("pack ", name_, ": checksum mismatch in sample ", i, " (", id(i), ")");
+}
+
+void PackReader::prefault(int64_t i) const {
+  check_index(i);
+#if defined(MADV_POPULATE_READ)
+  if (!mapped_) return;
+  // madvise wants a page-aligned start: round down (the mapping itself is page-aligned).
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(image(i)), aligned = begin / page * page;
+  ::madvise(reinterpret_cast<void*>(aligned), begin + sample_bytes_ - aligned, MADV_POPULATE_READ);
+#endif
 }
 
 void PackReader::verify_checksum() const {

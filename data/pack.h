@@ -74,13 +74,27 @@ class PackWriter {
   bool finished_ = false;
 };
 
+// How PackReader::open maps the file. A mapped page costs a page fault on its first touch
+// (the kernel then maps up to 16 neighbouring cached pages with it), so the first pass over
+// a pack pays for the faults; later passes do not while the mapping lives. Measured in
+// docs/PERFORMANCE.md (data pipeline), pack in the page cache: the first epoch runs at about
+// half the loader's steady rate when lazy, about 70% with populate (which spends ~0.1 s per
+// GB at open); willneed changes nothing there.
+enum class PackPaging {
+  lazy,      // plain mmap: pages are faulted in as the loader touches them (the default)
+  populate,  // MAP_POPULATE: read the whole file and map every page at open (the pack must
+             // fit in memory: a larger one would be read end to end and evicted again)
+  willneed,  // madvise(MADV_WILLNEED) on the whole file: asynchronous readahead, no mapping
+};
+
 class PackReader {
  public:
   // Maps the file read-only and validates it (see the header comment). Throws DataError
   // naming the file and what is wrong: missing, bad magic, unsupported version, header
   // checksum, truncated or oversized file, inconsistent layout, bad label or id bytes,
   // payload checksum mismatch (only when verify_checksum).
-  static PackReader open(const std::string& path, bool verify_checksum = false);
+  static PackReader open(const std::string& path, bool verify_checksum = false,
+                         PackPaging paging = PackPaging::lazy);
   // The same checks on bytes already in memory, which must outlive the reader (tests, fuzzing).
   static PackReader from_memory(const uint8_t* bytes, size_t size, const std::string& name,
                                 bool verify_checksum = false);
@@ -105,6 +119,12 @@ class PackReader {
   void verify_sample(int64_t i) const;
   // Throws DataError naming the file when the payload checksum does not match.
   void verify_checksum() const;
+  // Maps sample i's pages in one call (madvise MADV_POPULATE_READ, Linux 5.14+) instead of
+  // one fault per 16 pages as they are touched; reads them from disk if they are not
+  // cached. A no-op for a reader from memory or where the kernel lacks it. Measured slower
+  // than the faults it replaces for a pack in the page cache (it walks the sample's pages
+  // again on every call); off by default in PackSource. Not measured for a pack on disk.
+  void prefault(int64_t i) const;
 
  private:
   PackReader() = default;

@@ -4,6 +4,13 @@
 // tiles, contiguous or separate planes, any compression this libtiff was built with. The
 // first directory (page) is read. libtiff's error text goes into the DataError, its
 // warnings (unknown tags and the like) are dropped.
+//
+// Hostile headers: nothing is allocated for the pixels until the file is shown able to hold
+// them. The compression must be one this libtiff decodes, and the image's bytes must fit in
+// the strip/tile bytes the file declares (clamped to the file's size) times the codec's
+// largest possible expansion: 1 uncompressed, 64 PackBits, kMaxExpansion for the others
+// (above Deflate's 1032 and LZW's ~2730; a ZSTD/LZMA image that packs better than that
+// is all but constant and is refused). So a 150-byte file cannot ask for 400 MB.
 #include <tiffio.h>
 
 #include <algorithm>
@@ -63,6 +70,21 @@ int collect_error(TIFF*, void* user_data, const char* module, const char* format
 }
 int ignore_warning(TIFF*, void*, const char*, const char*, va_list) { return 1; }
 
+constexpr uint64_t kMaxExpansion = 4096;
+
+// The most decoded bytes that the file's pixel data can hold (see the header comment).
+uint64_t decodable_bytes(TIFF* tif, uint16_t compression, uint64_t file_size) {
+  const uint32_t chunks = TIFFIsTiled(tif) ? TIFFNumberOfTiles(tif) : TIFFNumberOfStrips(tif);
+  uint64_t stored = 0;
+  for (uint32_t i = 0; i < chunks && stored < file_size; ++i)
+    stored += std::min<uint64_t>(TIFFGetStrileByteCount(tif, i), file_size);  // no wrap-around
+  stored = std::min(stored, file_size);
+  const uint64_t expansion = compression == COMPRESSION_NONE       ? 1
+                             : compression == COMPRESSION_PACKBITS ? 64
+                                                                   : kMaxExpansion;
+  return stored * expansion;
+}
+
 struct TiffCloser {
   void operator()(TIFF* t) const { TIFFClose(t); }
 };
@@ -116,6 +138,15 @@ DecodedImage decode_tiff_memory(const uint8_t* bytes, size_t size, const std::st
     throw fail("unsupported TIFF photometric interpretation " + std::to_string(photometric));
   const int bytes_per_sample = bits / 8;
   check_image_dimensions(width, height, samples_per_pixel, bytes_per_sample, name);
+  if (!TIFFIsCODECConfigured(compression))
+    throw fail("unsupported TIFF compression " + std::to_string(compression));
+  const uint64_t image_bytes = uint64_t{width} * height * samples_per_pixel * bytes_per_sample;
+  const uint64_t decodable = decodable_bytes(tif.get(), compression, size);
+  if (image_bytes > decodable)
+    throw fail("TIFF pixel data too short: " + std::to_string(width) + "x" + std::to_string(height) + "x" +
+               std::to_string(samples_per_pixel) + " at " + std::to_string(bits) +
+               " bits cannot come from the strip/tile bytes of a " + std::to_string(size) +
+               "-byte file with compression " + std::to_string(compression));
 
   DecodedImage out;
   out.width = static_cast<int>(width);
@@ -163,9 +194,11 @@ DecodedImage decode_tiff_memory(const uint8_t* bytes, size_t size, const std::st
       throw fail("corrupt TIFF tile layout");
     // Tile sizes come from the header independently of the image size: bound them before
     // allocating, so a hostile header cannot ask for gigabytes.
-    if (tile_width > static_cast<uint32_t>(kMaxImageSide) || tile_height > static_cast<uint32_t>(kMaxImageSide) ||
-        static_cast<int64_t>(tile_bytes) > kMaxImageBytes)
-      throw fail("TIFF tile too large (" + std::to_string(tile_width) + "x" + std::to_string(tile_height) + ")");
+    if (tile_width > static_cast<uint32_t>(kMaxImageSide) ||
+        tile_height > static_cast<uint32_t>(kMaxImageSide) ||
+        static_cast<int64_t>(tile_bytes) > kMaxImageBytes || static_cast<uint64_t>(tile_bytes) > decodable)
+      throw fail("TIFF tile too large (" + std::to_string(tile_width) + "x" + std::to_string(tile_height) +
+                 ")");
     std::vector<uint8_t> tile(static_cast<size_t>(tile_bytes));
     for (int plane = 0; plane < planes; ++plane)
       for (uint32_t y = 0; y < height; y += tile_height)
@@ -184,15 +217,18 @@ DecodedImage decode_tiff_memory(const uint8_t* bytes, size_t size, const std::st
     const tmsize_t strip_bytes = TIFFStripSize(tif.get());
     if (strip_bytes <= 0 || static_cast<uint64_t>(strip_bytes) < row_bytes * rows_per_strip)
       throw fail("corrupt TIFF strip layout");
-    std::vector<uint8_t> strip(static_cast<size_t>(strip_bytes));
+    // Interleaved strips are whole rows of `out`: decoded in place. Separate planes go
+    // through one strip buffer.
+    std::vector<uint8_t> strip(separate ? static_cast<size_t>(strip_bytes) : 0);
     for (int plane = 0; plane < planes; ++plane)
       for (uint32_t y = 0; y < height; y += rows_per_strip) {
         const uint32_t rows = std::min(rows_per_strip, height - y);
         const uint32_t index = TIFFComputeStrip(tif.get(), y, static_cast<uint16_t>(plane));
         const tmsize_t wanted = static_cast<tmsize_t>(rows * row_bytes);
-        if (TIFFReadEncodedStrip(tif.get(), index, strip.data(), wanted) != wanted)
+        uint8_t* into = separate ? strip.data() : base + static_cast<size_t>(y) * row_bytes;
+        if (TIFFReadEncodedStrip(tif.get(), index, into, wanted) != wanted)
           throw fail("corrupt or truncated TIFF strip " + std::to_string(index));
-        place(strip.data(), row_bytes, y, 0, rows, width, plane);
+        if (separate) place(strip.data(), row_bytes, y, 0, rows, width, plane);
       }
   }
   if (!error.empty()) throw fail("TIFF decoding error");

@@ -2,8 +2,15 @@
 #include "data/transforms.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <vector>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "data/error.h"
 
@@ -188,6 +195,294 @@ Image dihedral(const Image& src, int k) {
   return out;
 }
 
+// ---- the fused crop + dihedral -----------------------------------------------------------
+
+namespace {
+
+#if defined(__SSE2__)
+// One vector register of bytes: 32 with AVX2, 16 with SSE2 (every x86-64).
+#if defined(__AVX2__)
+using Vec = __m256i;
+constexpr size_t kVec = 32;
+inline Vec load_vec(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline void store_vec(uint8_t* p, Vec v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+inline void stream_vec(uint8_t* p, Vec v) { _mm256_stream_si256(reinterpret_cast<__m256i*>(p), v); }
+inline Vec reverse_vec(Vec v) {
+  const __m256i in_lane = _mm256_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13,
+                                           12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  return _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, in_lane), 0x4E);
+}
+#else
+using Vec = __m128i;
+constexpr size_t kVec = 16;
+inline Vec load_vec(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+inline void store_vec(uint8_t* p, Vec v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
+inline void stream_vec(uint8_t* p, Vec v) { _mm_stream_si128(reinterpret_cast<__m128i*>(p), v); }
+inline Vec reverse_vec(Vec v) {
+#if defined(__SSSE3__)
+  return _mm_shuffle_epi8(v, _mm_setr_epi8(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0));
+#else
+  // Swap the bytes of each 16-bit word, reverse the words of each half, swap the halves.
+  v = _mm_or_si128(_mm_slli_epi16(v, 8), _mm_srli_epi16(v, 8));
+  v = _mm_shufflehi_epi16(_mm_shufflelo_epi16(v, 0x1B), 0x1B);
+  return _mm_shuffle_epi32(v, 0x4E);
+#endif
+}
+#endif
+// Non-temporal stores fill whole cache lines only: a line that mixes them with ordinary
+// stores (the unaligned head and tail of a row, or the next row's head) forces the partial
+// line out of the write-combining buffer, and that runs at a tenth of copy speed.
+constexpr size_t kLine = 64;
+inline size_t to_line(const uint8_t* p) { return (kLine - reinterpret_cast<uintptr_t>(p) % kLine) % kLine; }
+#endif
+
+// dst[0, len) = src[0, len).
+void copy_row(uint8_t* dst, const uint8_t* src, size_t len, bool streaming) {
+#if defined(__SSE2__)
+  if (streaming && len >= 2 * kLine) {
+    size_t i = to_line(dst);  // ordinary stores up to the first line boundary
+    std::memcpy(dst, src, i);
+    for (; i + kLine <= len; i += kLine)
+      for (size_t v = 0; v < kLine; v += kVec) stream_vec(dst + i + v, load_vec(src + i + v));
+    std::memcpy(dst + i, src + i, len - i);
+    return;
+  }
+#endif
+  std::memcpy(dst, src, len);
+}
+
+// dst[len-1-j] = src[j] for j in [0, len): a row reversed. The source is read upwards and
+// the destination written downwards (the hardware prefetchers follow ascending reads best).
+void copy_row_reversed(uint8_t* dst, const uint8_t* src, size_t len, bool streaming) {
+  size_t j = 0;
+#if defined(__SSE2__)
+  if (streaming && len >= 2 * kLine) {
+    // Ordinary stores until the destination end dst + len - j is on a line boundary.
+    const size_t head = reinterpret_cast<uintptr_t>(dst + len) % kLine;
+    for (; j < head; ++j) dst[len - 1 - j] = src[j];
+    for (; j + kLine <= len; j += kLine)
+      for (size_t v = 0; v < kLine; v += kVec)
+        stream_vec(dst + len - j - v - kVec, reverse_vec(load_vec(src + j + v)));
+  } else {
+    for (; j + kVec <= len; j += kVec) store_vec(dst + len - j - kVec, reverse_vec(load_vec(src + j)));
+  }
+#else
+  (void)streaming;
+#endif
+  for (; j < len; ++j) dst[len - 1 - j] = src[j];
+}
+
+// A transpose block: kCols source runs of kRun bytes (run j starts at column[j] and is read
+// in increasing address order) become kRun output rows of kCols bytes: output row i holds
+// byte i of every run, and `reversed` stores row i as row kRun-1-i.
+#if defined(__SSE2__)
+// Four in-place stages of unpacks (bytes, words, dwords, qwords) on pairs of registers
+// transpose 16 runs: the stages work within 128-bit lanes, so with AVX2 each 32-byte run
+// gives two 16x16 transposes (bytes 0-15 -> rows 0-15, bytes 16-31 -> rows 16-31) for the
+// same instructions. In place, so 16 registers (plus two) hold the block.
+struct Sse2Ops {
+  using V = __m128i;
+  static constexpr int kRun = 16;
+  static V load(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+  static V lo8(V a, V b) { return _mm_unpacklo_epi8(a, b); }
+  static V hi8(V a, V b) { return _mm_unpackhi_epi8(a, b); }
+  static V lo16(V a, V b) { return _mm_unpacklo_epi16(a, b); }
+  static V hi16(V a, V b) { return _mm_unpackhi_epi16(a, b); }
+  static V lo32(V a, V b) { return _mm_unpacklo_epi32(a, b); }
+  static V hi32(V a, V b) { return _mm_unpackhi_epi32(a, b); }
+  static V lo64(V a, V b) { return _mm_unpacklo_epi64(a, b); }
+  static V hi64(V a, V b) { return _mm_unpackhi_epi64(a, b); }
+  static void store_row(uint8_t* out, size_t stride, int row, bool reversed, V v) {
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(out + static_cast<size_t>(reversed ? 15 - row : row) * stride), v);
+  }
+};
+#if defined(__AVX2__)
+struct Avx2Ops {
+  using V = __m256i;
+  static constexpr int kRun = 32;
+  static V load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static V lo8(V a, V b) { return _mm256_unpacklo_epi8(a, b); }
+  static V hi8(V a, V b) { return _mm256_unpackhi_epi8(a, b); }
+  static V lo16(V a, V b) { return _mm256_unpacklo_epi16(a, b); }
+  static V hi16(V a, V b) { return _mm256_unpackhi_epi16(a, b); }
+  static V lo32(V a, V b) { return _mm256_unpacklo_epi32(a, b); }
+  static V hi32(V a, V b) { return _mm256_unpackhi_epi32(a, b); }
+  static V lo64(V a, V b) { return _mm256_unpacklo_epi64(a, b); }
+  static V hi64(V a, V b) { return _mm256_unpackhi_epi64(a, b); }
+  static void store_row(uint8_t* out, size_t stride, int row, bool reversed, V v) {
+    const size_t low = static_cast<size_t>(reversed ? 31 - row : row);
+    const size_t high = static_cast<size_t>(reversed ? 15 - row : row + 16);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + low * stride), _mm256_castsi256_si128(v));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + high * stride), _mm256_extracti128_si256(v, 1));
+  }
+};
+using BlockOps = Avx2Ops;
+#else
+using BlockOps = Sse2Ops;
+#endif
+constexpr int kCols = 16, kRun = BlockOps::kRun;
+
+inline void transpose_block(const uint8_t* const column[kCols], bool reversed, uint8_t* out, size_t stride) {
+  using Ops = BlockOps;
+  using V = Ops::V;
+  // After each stage, a[k] holds, for a group of runs, a range of bytes i (see the comments).
+  V a[16];
+  for (int p = 0; p < 8; ++p) {  // a[2p + h]: runs 2p..2p+1, bytes 8h..8h+7
+    const V x = Ops::load(column[2 * p]), y = Ops::load(column[2 * p + 1]);
+    a[2 * p] = Ops::lo8(x, y);
+    a[2 * p + 1] = Ops::hi8(x, y);
+  }
+  for (int q = 0; q < 4; ++q)  // a[4q + 2g + h]: runs 4q..4q+3, bytes 8h + 4g + 0..3
+    for (int h = 0; h < 2; ++h) {
+      const V x = a[4 * q + h], y = a[4 * q + 2 + h];
+      a[4 * q + h] = Ops::lo16(x, y);
+      a[4 * q + 2 + h] = Ops::hi16(x, y);
+    }
+  for (int u = 0; u < 2; ++u)  // a[8u + 4e + m]: runs 8u..8u+7, bytes (start of m) + 2e + 0..1
+    for (int m = 0; m < 4; ++m) {
+      const V x = a[8 * u + m], y = a[8 * u + 4 + m];
+      a[8 * u + m] = Ops::lo32(x, y);
+      a[8 * u + 4 + m] = Ops::hi32(x, y);
+    }
+  for (int m = 0; m < 8; ++m) {  // runs 0..15 of byte i and i + 1: output rows i and i + 1
+    const int i = (m & 1) * 8 + ((m >> 1) & 1) * 4 + (m >> 2) * 2;
+    Ops::store_row(out, stride, i, reversed, Ops::lo64(a[m], a[8 + m]));
+    Ops::store_row(out, stride, i + 1, reversed, Ops::hi64(a[m], a[8 + m]));
+  }
+}
+#else
+constexpr int kCols = 8, kRun = 8;
+// 8x8 bytes in eight little-endian words: swap off-diagonal 4x4, 2x2, then 1x1 blocks.
+inline void transpose_block(const uint8_t* const column[kCols], bool reversed, uint8_t* out, size_t stride) {
+  static_assert(std::endian::native == std::endian::little,
+                "the 8x8 block transpose assumes little-endian words");
+  uint64_t a[8];
+  for (int j = 0; j < 8; ++j) std::memcpy(&a[j], column[j], 8);
+  for (int j = 0; j < 4; ++j) {
+    const uint64_t t = ((a[j] >> 32) ^ a[j + 4]) & 0x00000000FFFFFFFFull;
+    a[j] ^= t << 32;
+    a[j + 4] ^= t;
+  }
+  for (int j : {0, 1, 4, 5}) {
+    const uint64_t t = ((a[j] >> 16) ^ a[j + 2]) & 0x0000FFFF0000FFFFull;
+    a[j] ^= t << 16;
+    a[j + 2] ^= t;
+  }
+  for (int j : {0, 2, 4, 6}) {
+    const uint64_t t = ((a[j] >> 8) ^ a[j + 1]) & 0x00FF00FF00FF00FFull;
+    a[j] ^= t << 8;
+    a[j + 1] ^= t;
+  }
+  for (int i = 0; i < 8; ++i) std::memcpy(out + static_cast<size_t>(reversed ? 7 - i : i) * stride, &a[i], 8);
+}
+#endif
+
+inline void store_fence() {
+#if defined(__SSE2__)
+  _mm_sfence();  // non-temporal stores are weakly ordered: publish them before returning
+#endif
+}
+
+}  // namespace
+
+// dihedral(k) is a horizontal flip when k & 4, then (k & 3) counter-clockwise quarter turns,
+// so out(p) = window(flip(rot^r(p))) with rot(y, x) = (x, n-1-y), flip(y, x) = (y, n-1-x).
+// Composing these affine maps, the source offset of output (y, x) is origin + y*dy + x*dx
+// with dx in {+1, -1, +width, -width}: output rows are source rows read forwards or
+// backwards, or source columns (dy = +-1).
+void crop_dihedral_plane(const uint8_t* plane, int height, int width, int top, int left, int n, int k,
+                         uint8_t* out, bool streaming) {
+  if (k < 0 || k >= kDihedralCount) throw data_error("crop_dihedral: element ", k, " outside 0..7");
+  if (n <= 0 || top < 0 || left < 0 || top > height - n || left > width - n)
+    throw data_error("crop_dihedral: window ", n, "x", n, " at (", top, ", ", left, ") does not fit in a ",
+                     height, "x", width, " plane");
+  struct Affine {  // source row (or column) of output (y, x) = c + cy*y + cx*x
+    int64_t c, cy, cx;
+  };
+  Affine row{0, 1, 0}, col{0, 0, 1};
+  for (int r = 0; r < (k & 3); ++r) {
+    const Affine new_row = col;
+    const Affine new_col{n - 1 - row.c, -row.cy, -row.cx};
+    row = new_row;
+    col = new_col;
+  }
+  if (k & 4) col = Affine{n - 1 - col.c, -col.cy, -col.cx};
+  const int64_t stride = width;
+  const int64_t dy = row.cy * stride + col.cy, dx = row.cx * stride + col.cx;
+  const uint8_t* window = plane + static_cast<int64_t>(top) * stride + left + row.c * stride + col.c;
+  const size_t nn = static_cast<size_t>(n);
+
+  if (dx == 1 || dx == -1) {  // rows forwards or backwards, taken in ascending source order
+    for (int i = 0; i < n; ++i) {
+      const int y = dy > 0 ? i : n - 1 - i;
+      const uint8_t* s = window + y * dy;
+      if (dx == 1)
+        copy_row(out + y * nn, s, nn, streaming);
+      else
+        copy_row_reversed(out + y * nn, s - (n - 1), nn, streaming);
+    }
+    if (streaming) store_fence();
+    return;
+  }
+  // A transpose (dx = +-width, dy = +-1): output row y is source column y, so a band of
+  // output rows reads a strip of every source row in the window. The band is kBandRows = 64
+  // rows tall so that each source row's strip is a whole cache line, used up by the band's
+  // block transposes while it is in L1 (with shorter bands each line is fetched once per
+  // band). The band is built in a buffer that stays in L2 (square blocks transposed in
+  // registers, the ragged right and bottom edges byte by byte), then copied to out in one
+  // sequential run. The strips of the source rows four blocks ahead are prefetched: the
+  // rows are a row apart, up to a page or more, where the hardware prefetchers do not
+  // follow. Band height, distance and level were chosen by timing (docs/PERFORMANCE.md,
+  // data pipeline).
+  constexpr int kBandRows = 64, kPrefetchCols = 4 * kCols;
+  static_assert(kBandRows % kRun == 0);
+  const bool reversed = dy != 1;
+  const int blocked_x = n / kCols * kCols;
+  const std::unique_ptr<uint8_t[]> band(new uint8_t[static_cast<size_t>(std::min(kBandRows, n)) * nn]);
+  for (int y0 = 0; y0 < n; y0 += kBandRows) {
+    const int rows = std::min(kBandRows, n - y0);
+    const int blocked_y = rows / kRun * kRun;  // band rows covered by whole blocks
+    // The lowest address of a source row's strip: its bytes for output rows y0..y0+rows-1.
+    auto strip = [&](int x) { return window + y0 * dy + x * dx - (reversed ? rows - 1 : 0); };
+    if (blocked_y > 0) {
+      for (int x0 = 0; x0 < blocked_x; x0 += kCols) {
+#if defined(__SSE2__)
+        if (x0 + kPrefetchCols + kCols <= n)
+          for (int j = 0; j < kCols; ++j) {
+            const uint8_t* ahead = strip(x0 + kPrefetchCols + j);
+            _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T1);
+            _mm_prefetch(reinterpret_cast<const char*>(ahead + rows - 1), _MM_HINT_T1);
+          }
+#endif
+        for (int yb = 0; yb < blocked_y; yb += kRun) {
+          const uint8_t* column[kCols];
+          for (int j = 0; j < kCols; ++j) {
+            const uint8_t* first = window + (y0 + yb) * dy + (x0 + j) * dx;  // output row y0 + yb
+            column[j] = reversed ? first - (kRun - 1) : first;
+          }
+          transpose_block(column, reversed, band.get() + static_cast<size_t>(yb) * nn + x0, nn);
+        }
+      }
+    }
+    for (int y = 0; y < rows; ++y) {
+      const int x_start = y < blocked_y ? blocked_x : 0;
+      const uint8_t* s = window + (y0 + y) * dy;
+      uint8_t* d = band.get() + static_cast<size_t>(y) * nn;
+      for (int x = x_start; x < n; ++x) d[x] = s[x * dx];
+    }
+    copy_row(out + static_cast<size_t>(y0) * nn, band.get(), static_cast<size_t>(rows) * nn, streaming);
+  }
+  if (streaming) store_fence();
+}
+
+void crop_dihedral_into(const uint8_t* pixels, int channels, int height, int width, int top, int left, int n,
+                        int k, uint8_t* out, bool streaming) {
+  const size_t plane = static_cast<size_t>(height) * width, out_plane = static_cast<size_t>(n) * n;
+  for (int c = 0; c < channels; ++c)
+    crop_dihedral_plane(pixels + c * plane, height, width, top, left, n, k, out + c * out_plane, streaming);
+}
+
 // Element k = R^r F^f (flip first, then r counter-clockwise quarter turns). With
 // F R F = R^-1: (R^rb F^fb)(R^ra F^fa) = R^(rb + (fb ? -ra : ra)) F^(fa xor fb).
 int dihedral_compose(int first, int second) {
@@ -198,20 +493,22 @@ int dihedral_compose(int first, int second) {
 
 int dihedral_inverse(int k) { return (k & 4) ? k : (4 - (k & 3)) & 3; }
 
+void jitter_plane(uint8_t* p, size_t n, double contrast, double brightness) {
+  uint64_t sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += p[i];
+  const double mean = n ? static_cast<double>(sum) / n : 0.0;
+  uint8_t table[256];
+  for (int v = 0; v < 256; ++v)
+    table[v] = static_cast<uint8_t>(
+        std::clamp(std::floor(contrast * (v - mean) + mean + 255.0 * brightness + 0.5), 0.0, 255.0));
+  for (size_t i = 0; i < n; ++i) p[i] = table[p[i]];
+}
+
 void color_jitter(Image& image, double brightness_range, double contrast_range, Rng& rng) {
-  const size_t n = image.plane_size();
   for (int c = 0; c < image.channels; ++c) {
     const double contrast = rng.uniform(1.0 - contrast_range, 1.0 + contrast_range);
     const double brightness = rng.uniform(-brightness_range, brightness_range);
-    uint8_t* p = image.channel(c);
-    uint64_t sum = 0;
-    for (size_t i = 0; i < n; ++i) sum += p[i];
-    const double mean = n ? static_cast<double>(sum) / n : 0.0;
-    uint8_t table[256];
-    for (int v = 0; v < 256; ++v)
-      table[v] = static_cast<uint8_t>(
-          std::clamp(std::floor(contrast * (v - mean) + mean + 255.0 * brightness + 0.5), 0.0, 255.0));
-    for (size_t i = 0; i < n; ++i) p[i] = table[p[i]];
+    jitter_plane(image.channel(c), image.plane_size(), contrast, brightness);
   }
 }
 

@@ -201,6 +201,8 @@ std::string Module::load_state_dict(const NamedTensors& state, bool strict) {
     HPA_CHECK(given.emplace(name, &t).second, "load_state_dict: key '", name, "' given twice");
     if (!(t.shape() == it->second->shape()))
       mismatched.push_back(name + " (file " + shape_str(t.shape()) + ", model " + shape_str(it->second->shape()) + ")");
+    else if (is_floating(t.dtype()) != is_floating(it->second->dtype()))
+      mismatched.push_back(name + " (file dtype " + dtype_name(t.dtype()) + ", model " + dtype_name(it->second->dtype()) + ")");
   }
   for (const auto& [name, t] : refs)
     if (!given.count(name)) missing.push_back(name);
@@ -219,13 +221,10 @@ std::string Module::load_state_dict(const NamedTensors& state, bool strict) {
   NoGradGuard ng;
   for (const auto& [name, src] : given) {
     Tensor& dst = *by_name.at(name);
-    if (!(src->shape() == dst.shape())) continue;  // reported above (non-strict)
+    if (!(src->shape() == dst.shape()) || is_floating(src->dtype()) != is_floating(dst.dtype()))
+      continue;  // reported above (non-strict)
     Tensor s = *src;
-    if (s.dtype() != dst.dtype()) {
-      HPA_CHECK(is_floating(s.dtype()) == is_floating(dst.dtype()), "load_state_dict: key '", name,
-                "' has dtype ", s.dtype(), ", the model needs ", dst.dtype());
-      s = s.to(Device::cpu()).to(dst.dtype());
-    }
+    if (s.dtype() != dst.dtype()) s = s.to(Device::cpu()).to(dst.dtype());
     dst.copy_from(s);
   }
   return report.str();

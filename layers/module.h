@@ -20,13 +20,13 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/safetensors.h"  // NamedTensors
 #include "tensor/tensor.h"
 
 namespace hpa {
 
 class Module;
 using ModulePtr = std::shared_ptr<Module>;
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 class Module {
  public:

@@ -142,6 +142,18 @@ void SGD::set_steps(int64_t steps) {
   for (auto& [device, counter] : device_steps_) counter.copy_from(Tensor::from_vector<int64_t>({steps}, {1}));
 }
 
+void SGD::set_momentum_buffer(size_t g, size_t i, Tensor buffer) {
+  HPA_CHECK(g < groups_.size() && i < groups_[g].params.size(), "SGD::set_momentum_buffer: no parameter ", i,
+            " in group ", g, " (", groups_.size(), " groups)");
+  const Tensor& w = groups_[g].params[i];
+  if (buffer.defined())
+    HPA_CHECK(buffer.shape() == w.shape() && buffer.dtype() == w.dtype() && buffer.device() == w.device() &&
+                  buffer.layout() == w.layout(),
+              "SGD::set_momentum_buffer: group '", groups_[g].name, "' parameter ", i, ": buffer ",
+              buffer.desc(), " does not match the parameter ", w.desc());
+  buffers_[g][i] = std::move(buffer);
+}
+
 Tensor SGD::device_step_counter(Device device) const {
   if (!device.is_cuda()) return Tensor();
   auto it = device_steps_.find(device.index);

@@ -43,8 +43,13 @@ class SGD {
   void step(const CosineCyclicSchedule& schedule);
   void zero_grad();
   std::vector<ParamGroup>& groups() { return groups_; }
+  const std::vector<ParamGroup>& groups() const { return groups_; }
   // Momentum buffer of parameter i of group g (undefined before the first step).
   const Tensor& momentum_buffer(size_t g, size_t i) const { return buffers_.at(g).at(i); }
+  // Restores a momentum buffer from a checkpoint: a tensor of the parameter's shape, dtype
+  // and device, which the optimizer then owns and updates in place; undefined clears it
+  // (the parameter then starts again from a zero buffer, as before its first step).
+  void set_momentum_buffer(size_t g, size_t i, Tensor buffer);
 
   // Steps taken so far (the schedule's position); set_steps restores it from a checkpoint
   // (host and device counters alike).

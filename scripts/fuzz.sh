@@ -16,7 +16,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${HPA_FUZZ_BUILD_DIR:-$root/build-fuzz}"
 jobs="${HPA_FUZZ_JOBS:-2}"
-all_targets=(png tiff csv pack)
+all_targets=(png tiff csv pack safetensors)
 
 merge=0
 seconds=60

@@ -130,6 +130,14 @@ TEST(Module, StrictLoadRoundTripsAndNamesEveryBadKey) {
     EXPECT_NE(m.find("1 unexpected: fc.extra"), std::string::npos) << m;
     EXPECT_NE(m.find("fc.weight (file 3x15, model 3x16)"), std::string::npos) << m;
   }
+  // A float where the model keeps an integer (or the reverse) is a mismatch too, and a
+  // failed strict load changes nothing.
+  NamedTensors wrong_dtype = a.state_dict();
+  for (auto& [name, t] : wrong_dtype)
+    if (name == "bn.num_batches_tracked") t = Tensor::zeros({}, DType::f32);
+  const Tensor before = b.conv->weight().clone();
+  EXPECT_HPA_ERROR(b.load_state_dict(wrong_dtype), "bn.num_batches_tracked (file dtype f32, model i64)");
+  EXPECT_TRUE(all_close(b.conv->weight(), before, 0, 0));
   // Non-strict: loads what matches, reports the rest.
   b.fc->bias().fill_(0.0);
   const std::string report = b.load_state_dict(bad, /*strict=*/false);
