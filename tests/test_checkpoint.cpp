@@ -16,6 +16,7 @@
 #include "layers/layers.h"
 #include "tensor/file_io.h"
 #include "tensor/safetensors.h"
+#include "tests/temp_dir.h"
 #include "tests/test_util.h"
 #include "train/checkpoint.h"
 
@@ -24,27 +25,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("hpa_test_checkpoint_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  size_t count() const {
-    return static_cast<size_t>(std::distance(fs::directory_iterator(path_), fs::directory_iterator()));
-  }
-
- private:
-  fs::path path_;
-};
+using hpa::test::TempDir;
 
 std::string raw_bytes(const Tensor& t) {
   const Tensor h = t.to(Device::cpu());
