@@ -51,6 +51,16 @@ struct ModelOptions {
   std::vector<BufferingLayer> buffering;
   uint64_t seed = 0;               // initialization
   Generator* dropout_gen = nullptr;  // dropout masks (process default when null)
+
+  // The reference ImageNet configuration: 3 channels, 1000 classes, the gap head (what
+  // torchvision's and timm's pretrained weights were trained with).
+  static ModelOptions imagenet() {
+    ModelOptions o;
+    o.in_channels = 3;
+    o.classes = 1000;
+    o.head = "gap";
+    return o;
+  }
 };
 
 class Classifier : public Module {

@@ -24,13 +24,7 @@ using namespace hpa;
 
 namespace {
 
-ModelOptions imagenet() {
-  ModelOptions o;
-  o.in_channels = 3;
-  o.classes = 1000;
-  o.head = "gap";
-  return o;
-}
+ModelOptions imagenet() { return ModelOptions::imagenet(); }
 
 ModelOptions hpa_options(const std::string& head, uint64_t seed = 1) {
   ModelOptions o;

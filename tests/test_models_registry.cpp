@@ -40,10 +40,7 @@ TEST(Registry, EveryNameBuildsAndUnknownNamesListTheKnownOnes) {
 }
 
 TEST(Registry, ImageNetWeightsThroughSafetensorsIntoThePaperModel) {
-  ModelOptions imagenet;
-  imagenet.in_channels = 3;
-  imagenet.classes = 1000;
-  imagenet.head = "gap";
+  ModelOptions imagenet = ModelOptions::imagenet();
   imagenet.seed = 1;
   auto src = make_model("resnet18", imagenet);
   const std::string path = ::testing::TempDir() + "hpa_registry_resnet18.safetensors";
