@@ -5,7 +5,10 @@
 #   3. run compute-sanitizer memcheck and racecheck over each test_gpu_* program, with
 #      HPA_CUDA_ALLOC=plain so every tensor is its own allocation;
 #   4. run the GPU benchmarks (bench_gpu_*), JSON kept under $HPA_GPU_CHECK_OUT;
-#   5. print a summary table last.
+#   5. time whole training steps: hpa_bench step resnet50 4x512^2 batch 32 (f32), and the
+#      same step in PyTorch eager (tools/torch_step_bench.py) when the python3 on PATH has
+#      a CUDA build of torch and torchvision;
+#   6. print a summary table last.
 # Usage: bash scripts/gpu_check.sh [build-dir]   (default build-gpu)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +65,22 @@ for b in "$build"/bench_gpu_*; do
   fi
   cat "$out/$name.txt"
 done
+
+step_args=(--model resnet50 --batch 32 --size 512 --warmup 3 --iters 10 --json)
+if "$build/hpa_bench" step "${step_args[@]}" --device cuda > "$out/step_hpa.json" 2> "$out/step_hpa.err"; then
+  row "hpa_bench step resnet50 32x4x512^2" PASS "$(cat "$out/step_hpa.json")"
+else
+  row "hpa_bench step resnet50 32x4x512^2" FAIL "$(tail -1 "$out/step_hpa.err")"
+fi
+if python3 -c "import torch, torchvision, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  if python3 tools/torch_step_bench.py "${step_args[@]}" --device cuda > "$out/step_torch.json" 2> "$out/step_torch.err"; then
+    row "torch step resnet50 32x4x512^2" PASS "$(cat "$out/step_torch.json")"
+  else
+    row "torch step resnet50 32x4x512^2" FAIL "$(tail -1 "$out/step_torch.err")"
+  fi
+else
+  row "torch step resnet50 32x4x512^2" SKIP "no CUDA build of torch/torchvision on this python3"
+fi
 
 echo
 echo "== gpu_check summary ($(cat "$out/gpu.txt" 2>/dev/null | head -1)) =="
