@@ -408,10 +408,23 @@ void crop_dihedral_plane(const uint8_t* plane, int height, int width, int top, i
     col = new_col;
   }
   if (k & 4) col = Affine{n - 1 - col.c, -col.cy, -col.cx};
-  const int64_t stride = width;
-  const int64_t dy = row.cy * stride + col.cy, dx = row.cx * stride + col.cx;
-  const uint8_t* window = plane + static_cast<int64_t>(top) * stride + left + row.c * stride + col.c;
   const size_t nn = static_cast<size_t>(n);
+  int64_t stride = width;
+  const uint8_t* base = plane + static_cast<int64_t>(top) * stride + left;
+  if (row.cx != 0) {
+    // A transpose (see below) reads the window a column at a time. It reads a compact copy
+    // instead: the window's rows copied first into a per-thread buffer of n² bytes
+    // (sequential reads, ascending), so the strided reads hit cache (L2 or L3 by size),
+    // with stride n instead of the plane's. Kept by timing: faster at 768² from 1024²,
+    // neutral at 512² from 768² (docs/PERFORMANCE.md, data pipeline).
+    thread_local std::vector<uint8_t> staging;
+    if (staging.size() < nn * nn) staging.resize(nn * nn);
+    for (int i = 0; i < n; ++i) std::memcpy(staging.data() + i * nn, base + i * stride, nn);
+    base = staging.data();
+    stride = n;
+  }
+  const int64_t dy = row.cy * stride + col.cy, dx = row.cx * stride + col.cx;
+  const uint8_t* window = base + row.c * stride + col.c;
 
   if (dx == 1 || dx == -1) {  // rows forwards or backwards, taken in ascending source order
     for (int i = 0; i < n; ++i) {
@@ -425,7 +438,7 @@ void crop_dihedral_plane(const uint8_t* plane, int height, int width, int top, i
     if (streaming) store_fence();
     return;
   }
-  // A transpose (dx = +-width, dy = +-1): output row y is source column y, so a band of
+  // A transpose (dx = +-stride, dy = +-1): output row y is source column y, so a band of
   // output rows reads a strip of every source row in the window. The band is kBandRows = 64
   // rows tall so that each source row's strip is a whole cache line, used up by the band's
   // block transposes while it is in L1 (with shorter bands each line is fetched once per
