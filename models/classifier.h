@@ -23,6 +23,10 @@
 //    With no buffering layers: BatchNorm1d(2C), Linear(2C, classes).
 //    The paper's settings: ResNet50 "1024:0.5", ResNet101 "4096:0.25,1024:0.5".
 //  GapNet-PL has its own published head and accepts only `gap` (its own).
+//  Channel order of the pooled features: average first, then max (the engine's
+//  adaptive_concat_pool2d). fastai's AdaptiveConcatPool2d, which the paper's code used,
+//  puts max first: weights of a fastai-trained acp head need the first BatchNorm1d's
+//  entries and the first Linear's input columns swapped by halves.
 #pragma once
 
 #include <memory>

@@ -22,8 +22,9 @@ What is timed on the PyTorch side:
   linear_fwd         F.linear (x w^T + b) under no_grad
   linear_bwd         torch.autograd.grad of F.linear w.r.t. x, w, b (dx, dw, db) through
                      a graph built once (retain_graph), so only the backward is timed
-  concat_pool_fwd    cat(adaptive_avg_pool2d(x, 1), adaptive_max_pool2d(x, 1)), fastai's
-                     AdaptiveConcatPool2d, under no_grad
+  concat_pool_fwd    cat(adaptive_avg_pool2d(x, 1), adaptive_max_pool2d(x, 1)) (hpa's
+                     avg-then-max order; fastai's AdaptiveConcatPool2d concatenates max
+                     first, the same work), under no_grad
   concat_pool_bwd    torch.autograd.grad of that w.r.t. x
 """
 import argparse
