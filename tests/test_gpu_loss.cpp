@@ -298,7 +298,7 @@ void expect_same_choice(const Tensor& losses_cpu, int64_t k) {
   ASSERT_EQ(gpu.indices, cpu.indices) << "n " << losses_cpu.size(0) << " k " << k;
   ASSERT_TRUE(gpu.losses.is_cuda());
   // A gather: bit for bit.
-  EXPECT_TRUE(hpa::test::all_close(gpu.losses, cpu.losses, 0, 0, "chosen losses"));
+  EXPECT_TRUE(hpa::test::same_bits(gpu.losses, cpu.losses, "chosen losses"));
 }
 
 }  // namespace

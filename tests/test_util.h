@@ -17,6 +17,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <cstring>
 #include <vector>
 
 #include "tensor/autograd.h"
@@ -55,6 +56,25 @@ inline ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& 
   return ::testing::AssertionFailure() << what << ": element " << worst_i << " actual " << a[worst_i]
                                        << " reference " << r[worst_i] << " is off by " << worst
                                        << "x the tolerance (atol " << atol << ", rtol " << rtol << ")";
+}
+
+// True when actual and reference have the same dtype, shape and bytes (NaN payloads,
+// signed zeros and infinities included): for copies and gathers, which must be exact.
+inline ::testing::AssertionResult same_bits(const Tensor& actual, const Tensor& reference, const std::string& what = "") {
+  if (actual.dtype() != reference.dtype() || actual.shape() != reference.shape())
+    return ::testing::AssertionFailure() << what << ": " << actual.desc() << " vs reference " << reference.desc();
+  const Tensor a = actual.to(Device::cpu()), r = reference.to(Device::cpu());
+  const auto* pa = static_cast<const unsigned char*>(a.data_ptr());
+  const auto* pr = static_cast<const unsigned char*>(r.data_ptr());
+  const size_t element = dtype_size(a.dtype());
+  for (size_t i = 0; i < a.nbytes(); i += element) {
+    if (std::memcmp(pa + i, pr + i, element) != 0) {
+      return ::testing::AssertionFailure() << what << ": element " << i / element << " differs in its bits (actual "
+                                           << as_doubles(a)[i / element] << ", reference "
+                                           << as_doubles(r)[i / element] << ")";
+    }
+  }
+  return ::testing::AssertionSuccess();
 }
 
 #define EXPECT_ALL_CLOSE(actual, ref, atol, rtol) EXPECT_TRUE(::hpa::test::all_close(actual, ref, atol, rtol, #actual))

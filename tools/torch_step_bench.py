@@ -16,6 +16,11 @@ and the batch to channels_last (what cuDNN and oneDNN prefer). --threads T calls
 torch.set_num_threads(T) (0: PyTorch's default). float32 only by default; --dtype f64
 exists for symmetry with hpa_bench.
 
+On cuda the math matches hpa's defaults: TF32 tensor-core math for the f32 convolutions
+and GEMMs (hpa's cuda::allow_tf32(), on by default; PyTorch's default leaves it off for
+matmuls) and cuDNN's algorithm search (torch.backends.cudnn.benchmark; hpa runs cudnnFind
+in the warm-up). --no-tf32 turns TF32 off for both (compare with hpa_bench --no-tf32).
+
 Usage (Debian's /usr/bin/python3 with python3-torch and python3-torchvision):
     /usr/bin/python3 tools/torch_step_bench.py --model resnet18 --batch 2 --size 64 --json
 """
@@ -50,6 +55,7 @@ def main(argv=None):
     p.add_argument("--dtype", default="f32", choices=("f32", "f64"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--channels-last", action="store_true", help="model and batch in channels_last memory format")
+    p.add_argument("--no-tf32", action="store_true", help="cuda: IEEE f32 convolutions and GEMMs (no TF32)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.batch < 1 or args.size < 1 or args.iters < 1 or args.warmup < 0 or args.threads < 0:
@@ -62,6 +68,11 @@ def main(argv=None):
         p.error(f"--device {args.device}: torch.cuda.is_available() is False")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    tf32 = device.type == "cuda" and not args.no_tf32
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     dtype = torch.float32 if args.dtype == "f32" else torch.float64
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
 
@@ -121,6 +132,7 @@ def main(argv=None):
         "loss": last_loss,
         "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
         "channels_last": args.channels_last,
+        "tf32": tf32,
         "torch": torch.__version__,
     }
     if args.json:

@@ -63,21 +63,23 @@ double median_of(std::vector<double> v) {
 }  // namespace
 
 int step(int argc, char** argv) {
-  Args args(argc, argv, {"json"});
+  Args args(argc, argv, {"json", "no-tf32"});
   if (args.help()) {
     std::printf(
         "usage: hpa_bench step --model M --batch B --size S [--device cpu|cuda[:N]] [--head gap|acp]\n"
         "                      [--buffering S] [--classes K] [--warmup W] [--iters N] [--threads T]\n"
-        "                      [--dtype f32|f64] [--seed K] [--json]\n"
+        "                      [--dtype f32|f64] [--seed K] [--no-tf32] [--json]\n"
         "  Times training steps of model M on one fixed\n"
         "  batch of B x 4 x S x S images (random uint8 pixels as float, already on the device) with K\n"
         "  (default 28) random targets. One step: forward in training mode, mean BCE over all B x K\n"
         "  elements, backward, SGD update (lr 0.01, momentum 0.9). W warm-up steps (default 3), then N\n"
         "  timed steps (default 10), each between two device synchronizations. --threads T sets the\n"
         "  OpenMP threads of the CPU kernels (default: OMP_NUM_THREADS or all cores). Head default gap.\n"
+        "  On CUDA, f32 convolutions and GEMMs use TF32 tensor-core math (the training default);\n"
+        "  --no-tf32 makes them IEEE f32.\n"
         "  Prints the median and minimum step time and images/s (= B / median); --json prints\n"
         "  {model, batch, size, device, dtype, head, threads, warmup, iters, median_ms, min_ms, mean_ms,\n"
-        "  images_per_s, loss, peak_memory_bytes} (the same keys as tools/torch_step_bench.py).\n"
+        "  images_per_s, loss, peak_memory_bytes, tf32} (the same keys as tools/torch_step_bench.py).\n"
         "  models: %s\n",
         known_models().c_str());
     return 0;
@@ -92,6 +94,7 @@ int step(int argc, char** argv) {
   const DType dtype = read_dtype_flag(args, "f32");
   const uint64_t seed = args.unsigned_integer("seed", 0);
   const bool json = args.flag("json");
+  const bool no_tf32 = args.flag("no-tf32");
   args.finish();
   if (batch < 1 || batch > 65536) throw usage_error("--batch must be in [1, 65536], got ", batch);
   if (size < 1 || size > 16384) throw usage_error("--size must be in [1, 16384], got ", size);
@@ -105,6 +108,13 @@ int step(int argc, char** argv) {
     throw usage_error("--device: ", e.what());
   }
   check_device_usable(device);
+#ifdef HPA_WITH_CUDA
+  if (no_tf32) cuda::set_allow_tf32(false);
+  const bool tf32 = device.is_cuda() && cuda::allow_tf32();
+#else
+  (void)no_tf32;
+  const bool tf32 = false;
+#endif
   if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
 
   // The model, on the device, and the optimizer over its (moved) parameters.
@@ -188,14 +198,15 @@ int step(int argc, char** argv) {
                             .num("images_per_s", images_per_s)
                             .num("loss", last_loss)
                             .integer("peak_memory_bytes", peak_bytes)
+                            .boolean("tf32", tf32)
                             .dump()
                             .c_str());
     return 0;
   }
-  std::printf("hpa_bench step: %s (head %s), batch %lld x 4 x %lld x %lld, %s %s, %d threads\n",
+  std::printf("hpa_bench step: %s (head %s), batch %lld x 4 x %lld x %lld, %s %s%s, %d threads\n",
               flags.name.c_str(), flags.options.head.c_str(), static_cast<long long>(batch),
               static_cast<long long>(size), static_cast<long long>(size), device.str().c_str(),
-              dtype_name(dtype), used_threads);
+              dtype_name(dtype), tf32 ? " (TF32)" : "", used_threads);
   std::printf("  %lld timed steps after %lld warm-up: median %.2f ms, min %.2f ms, mean %.2f ms\n",
               static_cast<long long>(iters), static_cast<long long>(warmup), median_ms, min_ms, mean_ms);
   std::printf("  %.2f images/s; peak %s memory %.1f MiB; final loss %.6f\n", images_per_s,
