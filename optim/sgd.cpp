@@ -14,6 +14,13 @@
 
 namespace hpa {
 
+std::vector<ParamGroup> param_groups(const std::vector<std::pair<std::string, std::vector<Tensor>>>& named,
+                                     const kernels::SgdArgs& args) {
+  std::vector<ParamGroup> groups;
+  for (const auto& [name, params] : named) groups.push_back(ParamGroup{name, params, args});
+  return groups;
+}
+
 SGD::SGD(std::vector<ParamGroup> groups) : groups_(std::move(groups)) {
   for (const auto& g : groups_) {
     HPA_CHECK(g.args.lr >= 0, "SGD: group '", g.name, "' has a negative learning rate ", g.args.lr);

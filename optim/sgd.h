@@ -17,6 +17,7 @@
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/sgd.h"
@@ -33,6 +34,11 @@ struct ParamGroup {
   // then not used). E.g. 1/3 for the encoder, 1/2 for the middle, 1 for the head.
   double lr_scale = 1.0;
 };
+
+// One ParamGroup per (name, parameters) pair, e.g. Classifier::parameter_groups()'s
+// "encoder" and "head", each with `args` and lr_scale 1.
+std::vector<ParamGroup> param_groups(const std::vector<std::pair<std::string, std::vector<Tensor>>>& named,
+                                     const kernels::SgdArgs& args);
 
 class SGD {
  public:

@@ -107,9 +107,7 @@ StepResult run_step(const Case& c, DType dtype, Device device, const Tensor& x_h
   kernels::SgdArgs args;
   args.lr = 0.01;
   args.momentum = 0.9;
-  std::vector<ParamGroup> groups;
-  for (auto& [name, params] : model->parameter_groups()) groups.push_back(ParamGroup{name, params, args});
-  SGD sgd(std::move(groups));
+  SGD sgd(param_groups(model->parameter_groups(), args));
 
   Tensor x, y;
   {

@@ -129,9 +129,7 @@ int step(int argc, char** argv) {
   kernels::SgdArgs sgd_args;
   sgd_args.lr = 0.01;
   sgd_args.momentum = 0.9;
-  std::vector<ParamGroup> groups;
-  for (auto& [name, params] : model->parameter_groups()) groups.push_back(ParamGroup{name, params, sgd_args});
-  SGD sgd(std::move(groups));
+  SGD sgd(param_groups(model->parameter_groups(), sgd_args));
 
   // The fixed batch.
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + 7);
