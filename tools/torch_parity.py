@@ -2,12 +2,18 @@
 """Parity of hpa's models with PyTorch: same weights, same batch -> same logits, loss, every
 parameter gradient and the updated BatchNorm statistics.
 
+References: torchvision for resnet18/34/50/101/152, resnext50_32x4d, densenet121/169; timm
+(pip's timm, pinned and installed by scripts/setup.sh) for the two models hpa mirrors from
+it: se_resnext50_32x4d (timm's seresnext50_32x4d, the ResNet-class one) and inception_v4.
+gapnet_pl has no reference implementation.
+
 For one configuration (model, head, input size, batch, mode, dtype) this
-  1. builds the torchvision reference with random weights from a fixed seed, the paper's
-     4-channel stem (the first convolution replaced by one with 4 input channels) and a
-     28-class head, and randomizes every BatchNorm's weight, bias, running statistics and
-     num_batches_tracked (torchvision's init leaves them at 1/0/0/1, where a transposed
-     weight/bias or mean/var would go unnoticed);
+  1. builds the reference with random weights from a fixed seed, the paper's 4-channel stem
+     (the first convolution replaced by one with 4 input channels: conv1 of the ResNets,
+     features.conv0 of DenseNet, features.0.conv of inception_v4) and a 28-class head, and
+     randomizes every BatchNorm's weight, bias, running statistics and num_batches_tracked
+     (the references' init leaves them at 1/0/0/1, where a transposed weight/bias or
+     mean/var would go unnoticed);
   2. writes its state_dict with tools/convert_weights.py's pure-Python safetensors writer
      and a random input [N, 4, H, W] and {0,1} targets [N, 28] as .npy;
   3. runs `hpa_model check` on them (forward in the mode, loss = mean BCE-with-logits over
@@ -17,14 +23,18 @@ For one configuration (model, head, input size, batch, mode, dtype) this
      exactly), and checks that hpa wrote exactly the expected keys.
 
 Heads (models/classifier.h):
-  gap  torchvision's own head, fc / classifier replaced by Linear(C, 28).
+  gap  the reference's own head, its linear layer (torchvision: fc / classifier; timm:
+       fc / last_linear) replaced by Linear(C, 28).
   acp  adaptive concat pooling, cat([avg, max], 1) -- average first, as the engine --
        then per buffering layer (units u, dropout p): BatchNorm1d, Dropout(p), Linear, ReLU;
        then BatchNorm1d, Linear(., 28). Built from plain torch.nn modules (no fastai).
        Parity needs dropout 0 ("512:0"): the two frameworks draw different masks.
 DenseNet's torchvision forward hard-codes average pooling, so the acp variant wraps its
 `features` in a module that applies relu -> ACP -> flatten -> classifier; the state_dict
-keys are unchanged (features.*, classifier.*).
+keys are unchanged (features.*, classifier.*). timm's models pool through a `global_pool`
+child (pool and flatten), which the acp variant replaces by timm's own
+SelectAdaptivePool2d("catavgmax", flatten=True) (also average first); the linear child
+(fc, last_linear) becomes the acp Sequential.
 
 Tolerances (float64, the default): an element passes when
     |hpa - torch| <= RTOL * |torch| + ATOL * max|torch over the tensor|,  RTOL = ATOL = 1e-10.
@@ -40,14 +50,25 @@ tensor's largest magnitude because gradient elements near zero are sums of terms
 tensor's scale that cancel; their rounding error is of that scale, not of their own.
 Comparing at float64 also keeps ReLU and max-pool kinks out of reach: a pre-activation
 within 1e-16 of zero is needed to flip a branch, where float32 flips one every few runs.
+Ill-conditioned configurations: with the acp head at batch 2, the head's BatchNorm1d over
+two samples cancels almost all of the gradient it passes back, and the backbone's gradients
+carry rounding far above the tolerance's estimate: on the ResNeXts (resnext50_32x4d,
+se_resnext50_32x4d; acp 512:0, 64x64, batch 2, seed 2) PyTorch against itself with every
+weight moved by one ulp differs by up to 7.5x the tolerance. Compare those with gap, or
+acp at batch 3 (65x71: 0.07x).
 
 --dtype f32 is a report, not a check (see run_case): hpa's f32 and PyTorch's f32 errors
 against PyTorch's f64, side by side.
 
-Usage (Debian's /usr/bin/python3 with python3-torch and python3-torchvision):
+Usage (Debian's /usr/bin/python3 with python3-torch and python3-torchvision; timm's models
+need timm too: run scripts/setup.sh):
     /usr/bin/python3 tools/torch_parity.py --build-dir build --model resnet50
+    /usr/bin/python3 tools/torch_parity.py --build-dir build --model inception_v4 --size 107
     /usr/bin/python3 tools/torch_parity.py --build-dir build --model densenet121 --head acp \\
         --buffering 512:0 --size 65x71 --batch 3 --mode eval
+inception_v4 needs at least 75x75, and at that size its last blocks run at 1x1, where
+training-mode BatchNorm makes the result nearly independent of the earlier weights: 107x107
+is the smallest input with a 2x2 final map.
 Exit status 0 when every compared tensor is within tolerance (f64) and hpa wrote exactly
 the expected keys, 1 otherwise.
 """
@@ -67,10 +88,13 @@ import torchvision
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from convert_weights import read_safetensors, write_safetensors  # noqa: E402 (the tools/ sibling)
 
-# The registry names of hpa that torchvision also has (timm's se_resnext50_32x4d and
-# inception_v4 are not installed; gapnet_pl has no reference implementation).
+# The registry names of hpa that torchvision also has, and those mirrored from timm (hpa's
+# name -> timm's; gapnet_pl has no reference implementation).
 TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                       "densenet121", "densenet169")
+TIMM_MODELS = {"se_resnext50_32x4d": "seresnext50_32x4d", "inception_v4": "inception_v4"}
+MODELS = TORCHVISION_MODELS + tuple(TIMM_MODELS)
+TIMM_MISSING = "timm is not installed: run scripts/setup.sh (it installs the pinned timm with pip)"
 CLASSES = 28
 IN_CHANNELS = 4
 TOLERANCES = {"f64": (1e-10, 1e-10)}  # (RTOL, ATOL relative to max|torch|)
@@ -117,15 +141,52 @@ def parse_buffering(spec):
     return layers
 
 
+def import_timm():
+    """The timm module; RuntimeError(TIMM_MISSING) when it is not installed."""
+    try:
+        import timm
+    except ImportError as e:
+        raise RuntimeError(TIMM_MISSING) from e
+    return timm
+
+
+def widened_conv(old, in_channels):
+    """`old`'s convolution (no bias) with `in_channels` inputs."""
+    return nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
+                     old.groups, bias=False)
+
+
+def build_timm_model(name, head, buffering, classes, in_channels):
+    """timm's reference of hpa's `name`: stem conv widened, its head replaced (see the docstring)."""
+    timm = import_timm()
+    from timm.layers import SelectAdaptivePool2d
+    model = timm.create_model(TIMM_MODELS[name], pretrained=False)
+    if name == "inception_v4":
+        model.features[0].conv = widened_conv(model.features[0].conv, in_channels)
+        head_name = "last_linear"
+    else:
+        model.conv1 = widened_conv(model.conv1, in_channels)
+        head_name = "fc"
+    channels = getattr(model, head_name).in_features
+    if head == "gap":
+        setattr(model, head_name, nn.Linear(channels, classes))
+    else:
+        model.global_pool = SelectAdaptivePool2d(pool_type="catavgmax", flatten=True)
+        setattr(model, head_name, acp_head(channels, classes, buffering))
+    return model
+
+
 def build_torch_model(name, head="gap", buffering=(), classes=CLASSES, in_channels=IN_CHANNELS, seed=0):
-    """The torchvision reference of hpa's `name` with the 4-channel stem and the given head."""
-    if name not in TORCHVISION_MODELS:
-        raise ValueError(f"no torchvision reference for '{name}' (have: {', '.join(TORCHVISION_MODELS)})")
+    """The torchvision or timm reference of hpa's `name` with the 4-channel stem and the given head."""
+    if name not in MODELS:
+        raise ValueError(f"no reference for '{name}' (have: {', '.join(MODELS)})")
     if head not in ("gap", "acp"):
         raise ValueError(f"head '{head}' is unknown (known: gap, acp)")
     if head == "gap" and buffering:
         raise ValueError("buffering layers need the acp head")
     torch.manual_seed(seed)
+    if name in TIMM_MODELS:
+        return build_timm_model(name, head, buffering, classes, in_channels)
     model = getattr(torchvision.models, name)(weights=None)
     if name.startswith("densenet"):
         old = model.features.conv0
@@ -363,7 +424,7 @@ def find_hpa_model(build_dir, explicit):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--model", required=True, choices=TORCHVISION_MODELS)
+    p.add_argument("--model", required=True, choices=MODELS)
     p.add_argument("--head", default="gap", choices=("gap", "acp"))
     p.add_argument("--buffering", default=None, help='acp buffering layers (default "512:0"; dropout must be 0)')
     p.add_argument("--size", type=parse_size, default=(64, 64), help="S or HxW (default 64)")
@@ -381,8 +442,14 @@ def main(argv=None):
     if any(d > 0 for _, d in parse_buffering(buffering)):
         print("torch_parity: warning: dropout > 0 draws different masks in the two frameworks; expect a mismatch",
               file=sys.stderr)
-    ok, _, _ = run_case(find_hpa_model(args.build_dir, args.hpa_model), args.model, args.head, buffering, args.size,
-                        args.batch, args.mode, args.dtype, args.seed, args.keep)
+    hpa_model = find_hpa_model(args.build_dir, args.hpa_model)
+    if args.model in TIMM_MODELS:
+        try:
+            import_timm()
+        except RuntimeError as e:
+            raise SystemExit(f"torch_parity: {e}")
+    ok, _, _ = run_case(hpa_model, args.model, args.head, buffering, args.size, args.batch, args.mode, args.dtype,
+                        args.seed, args.keep)
     return 0 if ok else 1
 
 
