@@ -1,24 +1,32 @@
 // Loader throughput: images/s of training batches (random crop + dihedral element) from
 // 8-bit PNG files and from a pack, at 512² and 768² crops, with 1 and 2 worker threads,
 // each next to a copy of the same bytes measured in the same round: the pack path's ceiling
-// (a pack sample is copied exactly once, from the mapping into the batch). Then the stages
-// one by one (the crop + dihedral kernel per element, streaming or cached stores, from the
-// mapping, one thread, no loader), the first pass over a freshly mapped pack with each
-// PackPaging choice, and the pack path with jitter on. Also the all-pairs near-duplicate
-// scan and the stratified split at the size of HPA 2018 (31,072 samples).
+// (a pack sample is copied exactly once, from the mapping into the batch), and the same from
+// a pack with the transposed copy (data/pack.h: every dihedral element a row copy) next to
+// its own copy of the same bytes. Then the stages one by one (the crop + dihedral kernel
+// per element, streaming or cached stores, from the mapping, one thread, no loader), the
+// first pass over a freshly mapped pack with each PackPaging choice, and the pack path
+// with jitter on. Also the all-pairs near-duplicate scan and the stratified split at the
+// size of HPA 2018 (31,072 samples).
 //
 // Data: synthetic HPA-like datasets (data/synth.h) written to a temporary folder: 512² PNGs
 // (the Kaggle layout; 512² batches, no crop) and 1024² PNGs (768² crops), packed with
 // pack_dataset at 768 (512² crops) and 1024 (768² crops). Before timing, the PNG and pack
 // loaders are checked to give the same bytes for the same seed. The throughput packs hold
 // --pack-samples samples (the packed ones repeated under new ids, 12 batches of 16 per epoch
-// by default, so the epoch-end drain of a 2-thread loader stays small, as in training).
-// Every configuration runs one warm-up epoch first: the files are in the page cache and
-// the mapping is populated, so the loader figures are decode- or memory-bound, not disk-bound.
+// by default, so the epoch-end drain of a 2-thread loader stays small, as in training), in
+// two layouts: plain and with the transposed copy (twice the bytes; checked to give the same
+// batches as the plain one).
+// Every configuration runs one warm-up epoch first: the files are in the page cache, and the
+// throughput packs are mapped with PackPaging::populate, so the loader figures are decode- or
+// memory-bound, not disk- or fault-bound. (A warm-up epoch alone leaves pages unmapped that
+// later epochs fault in: rows outside the windows drawn so far, and the transposed copies of
+// samples whose element did not need them; the copy baselines would not pay for those.)
 //
 // The copy baselines: "memcpy" copies the same bytes per sample (4 x crop² from the start
 // of the sample in the mapping, one std::memcpy) into the same ring of batch buffers, in the
-// epoch's order, split across the same number of threads; "stream copy" is the same with
+// epoch's order, split across the same number of threads (for the transposed-copy pack,
+// from that pack's samples, whose stride is twice as long); "stream copy" is the same with
 // non-temporal stores (glibc's memcpy uses them only for copies larger than ~3/4 of the
 // cache, not for one 1-2 MB sample). The machine is shared: every figure is the median of
 // --rounds rounds, with the spread (min-max), and the pack/baseline ratios are taken within
@@ -201,9 +209,11 @@ bool same_first_batch(const std::shared_ptr<const SampleSource>& a,
   return x.size() == y.size() && std::memcmp(x.images(), y.images(), bytes) == 0;
 }
 
-// A pack of `count` samples: the given pack's samples repeated in turn under new ids.
-void write_repeated_pack(const PackReader& from, const std::string& path, int64_t count) {
-  PackWriter writer(path, from.size());
+// A pack of `count` samples: the given pack's samples repeated in turn under new ids, plain
+// or with the transposed copy.
+void write_repeated_pack(const PackReader& from, const std::string& path, int64_t count,
+                         bool transposed_copy) {
+  PackWriter writer(path, from.size(), transposed_copy);
   for (int64_t i = 0; i < count; ++i) {
     const int64_t j = i % from.count();
     std::string id = std::to_string(i);  // (not "r" + to_string: GCC 12's -Wrestrict false positive)
@@ -283,6 +293,7 @@ int main(int argc, char** argv) {
     std::shared_ptr<const ImageFolderSource> png;
     std::shared_ptr<const PackReader> pack;  // the throughput pack (pack_samples)
     std::string pack_path;
+    std::shared_ptr<const PackReader> transposed_pack;  // the same samples with the transposed copy
   };
   std::vector<Prepared> prepared;
   for (const Config& c : configs) {
@@ -315,9 +326,22 @@ int main(int argc, char** argv) {
     const std::string big_path =
         (root / ("train" + std::to_string(c.pack_size) + "_x" + std::to_string(pack_samples) + ".pack"))
             .string();
-    if (!fs::exists(big_path)) write_repeated_pack(*small_pack, big_path, pack_samples);
-    prepared.push_back(
-        {c, png_source, std::make_shared<const PackReader>(PackReader::open(big_path, true)), big_path});
+    if (!fs::exists(big_path)) write_repeated_pack(*small_pack, big_path, pack_samples, false);
+    const std::string transposed_path =
+        (root / ("train" + std::to_string(c.pack_size) + "_x" + std::to_string(pack_samples) + "_t.pack"))
+            .string();
+    if (!fs::exists(transposed_path)) write_repeated_pack(*small_pack, transposed_path, pack_samples, true);
+    auto big_pack =
+        std::make_shared<const PackReader>(PackReader::open(big_path, true, PackPaging::populate));
+    auto transposed_pack =
+        std::make_shared<const PackReader>(PackReader::open(transposed_path, true, PackPaging::populate));
+    // Validation: the transposed copy gives the same batches (dihedral on).
+    if (!same_first_batch(std::make_shared<const PackSource>(big_pack),
+                          std::make_shared<const PackSource>(transposed_pack), training_options(c.crop, 2))) {
+      std::fprintf(stderr, "bench_loader: plain and transposed-copy packs disagree at %d²\n", c.crop);
+      return 1;
+    }
+    prepared.push_back({c, png_source, big_pack, big_path, transposed_pack});
   }
 
   // ---- loader vs the copies of the same bytes ------------------------------------------
@@ -342,15 +366,25 @@ int main(int argc, char** argv) {
         stats[key("pack/memcpy")].add(loader / copy);
         stats[key("pack/stream")].add(loader / stream);
         stats[key("crop only/memcpy")].add(crop_only / copy);
+        // The transposed-copy pack, crop + dihedral, next to the memcpy of its own bytes.
+        o.dihedral = true;
+        const double copy_t =
+            copy_images_per_second(*p.transposed_pack, p.c.crop, threads, pack_epochs, false);
+        const double loader_t =
+            images_per_second(std::make_shared<const PackSource>(p.transposed_pack), o, pack_epochs);
+        stats[key("memcpy T")].add(copy_t);
+        stats[key("pack T")].add(loader_t);
+        stats[key("pack T/memcpy T")].add(loader_t / copy_t);
+        stats[key("pack T/pack")].add(loader_t / loader);
         if (png && round == 0) {  // decode-bound and slow: one round
-          o.dihedral = true;
           stats[key("png")].add(images_per_second(p.png, o, epochs));
         }
       }
     std::fprintf(stderr, "bench_loader: round %d of %d done (load %s)\n", round + 1, rounds,
                  load_average().c_str());
   }
-  std::printf("\n%-5s %-7s %-30s %-22s %-10s\n", "crop", "threads", "what", "images/s", "GB/s out");
+  std::printf("\n+T: the pack with the transposed copy; its memcpy copies from its own samples\n");
+  std::printf("%-5s %-7s %-30s %-22s %-10s\n", "crop", "threads", "what", "images/s", "GB/s out");
   for (const Prepared& p : prepared)
     for (int threads : {1, 2}) {
       const double bytes = 4.0 * p.c.crop * p.c.crop;
@@ -366,7 +400,10 @@ int main(int argc, char** argv) {
       row("pack crop only", "pack " + ps + " crop only");
       row("memcpy", "memcpy, same bytes");
       row("stream", "stream copy, same bytes");
-      for (const char* r : {"pack/memcpy", "crop only/memcpy", "pack/stream"})
+      row("pack T", "pack " + ps + "+T crop+dihedral");
+      row("memcpy T", "memcpy, same bytes, +T pack");
+      for (const char* r :
+           {"pack/memcpy", "crop only/memcpy", "pack/stream", "pack T/memcpy T", "pack T/pack"})
         std::printf("%-5d %-7d %-30s %-22s\n", p.c.crop, threads, (std::string("  ratio ") + r).c_str(),
                     fmt(stats[std::make_tuple(p.c.crop, threads, std::string(r))], "%.2f").c_str());
     }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <iostream>
 #include <new>
+#include <utility>
 
 #include "data/error.h"
 #include "data/transforms.h"
@@ -30,7 +31,7 @@ ImageView PackSource::load(size_t i, Image&) const {
   const int64_t k = static_cast<int64_t>(i);
   if (prefault_) pack_->prefault(k);
   if (verify_samples_) pack_->verify_sample(k);
-  return ImageView{pack_->image(k), kNumChannels, pack_->size(), pack_->size()};
+  return ImageView{pack_->image(k), kNumChannels, pack_->size(), pack_->size(), pack_->transposed_image(k)};
 }
 
 std::vector<std::vector<int>> source_label_lists(const SampleSource& source) {
@@ -352,20 +353,27 @@ void Loader::process_sample(const EpochEntry& entry, int64_t epoch, uint8_t* out
     top = (view.height - n) / 2;
     left = (view.width - n) / 2;
   }
-  const int k = o.dihedral ? static_cast<int>(rng.below(kDihedralCount)) : 0;
+  int k = o.dihedral ? static_cast<int>(rng.below(kDihedralCount)) : 0;
+  const uint8_t* pixels = view.pixels;
+  int height = view.height, width = view.width;
+  if ((k & 1) != 0 && view.transposed != nullptr) {
+    // The same output from the transposed planes with a row-keeping element (kDihedralTranspose).
+    pixels = view.transposed;
+    std::swap(height, width);
+    std::swap(top, left);
+    k = dihedral_compose(kDihedralTranspose, k);
+  }
   if (o.brightness <= 0 && o.contrast <= 0) {
     // The batch is read long after this (by the consumer, or a DMA to the GPU): stream it.
-    crop_dihedral_into(view.pixels, view.channels, view.height, view.width, top, left, n, k, out,
-                       /*streaming=*/true);
+    crop_dihedral_into(pixels, view.channels, height, width, top, left, n, k, out, /*streaming=*/true);
     return;
   }
   // Jitter reads each plane twice more: build it through the cache and adjust it there,
   // with color_jitter's draws in its order (contrast, brightness, channel by channel).
-  const size_t plane = static_cast<size_t>(view.height) * view.width, out_plane = static_cast<size_t>(n) * n;
+  const size_t plane = static_cast<size_t>(height) * width, out_plane = static_cast<size_t>(n) * n;
   for (int c = 0; c < view.channels; ++c) {
     uint8_t* dst = out + c * out_plane;
-    crop_dihedral_plane(view.pixels + c * plane, view.height, view.width, top, left, n, k, dst,
-                        /*streaming=*/false);
+    crop_dihedral_plane(pixels + c * plane, height, width, top, left, n, k, dst, /*streaming=*/false);
     const double contrast = rng.uniform(1.0 - o.contrast, 1.0 + o.contrast);
     const double brightness = rng.uniform(-o.brightness, o.brightness);
     jitter_plane(dst, out_plane, contrast, brightness);

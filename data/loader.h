@@ -27,6 +27,12 @@
 //    batch is read later, by the consumer), with jitter each plane is built through the
 //    cache and jittered there. Random draws, in order: crop top, crop left, dihedral k,
 //    then color_jitter's own (contrast, brightness per channel).
+//  - A pack with a transposed copy (data/pack.h) makes every dihedral element a row copy:
+//    for a transposing element k (odd k) the crop step reads the transposed planes instead,
+//    with the window's top and left swapped and the element k' = dihedral_compose(
+//    kDihedralTranspose, k), which keeps rows. The output is bit-identical to the plain
+//    pack's (the same draws, the same bytes); only the copy is faster. Not after a resize
+//    (the resized image has no transposed copy).
 #pragma once
 
 #include <atomic>
@@ -54,9 +60,12 @@ namespace hpa::data {
 // ---- sources -----------------------------------------------------------------------------
 
 // A read-only planar uint8 image that may live inside someone else's memory (a pack).
+// `transposed`, when not null, holds the same planes transposed (channels x width x height,
+// plane[x][y] = pixels' plane[y][x]): a pack's transposed copy.
 struct ImageView {
   const uint8_t* pixels = nullptr;
   int channels = 0, height = 0, width = 0;
+  const uint8_t* transposed = nullptr;
 };
 
 // Where samples come from. load() must be safe to call from several threads at once.
@@ -87,8 +96,9 @@ class ImageFolderSource : public SampleSource {
   int expected_size_;
 };
 
-// A pack: load() is a view into the mapping, no copy. verify_samples checks each sample's
-// checksum as it is loaded (one extra read of its bytes). prefault maps each sample's pages
+// A pack: load() is a view into the mapping, no copy, with the transposed planes when the
+// pack holds them. verify_samples checks each sample's checksum as it is loaded (one extra
+// read of its bytes, both copies when there are two). prefault maps each sample's pages
 // in one call before it is read (PackReader::prefault) rather than fault by fault: slower
 // for a pack in the page cache (docs/PERFORMANCE.md), so off by default.
 class PackSource : public SampleSource {

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -35,9 +36,11 @@ bool mul_add(uint64_t a, uint64_t b, uint64_t c, uint64_t& out) {
   return !__builtin_add_overflow(product, c, &out);
 }
 
-// The canonical layout for (count, S, id_bytes); false when it does not fit in 64 bits.
-bool compute_layout(uint64_t count, uint64_t size, uint64_t id_bytes, Layout& layout) {
-  layout.sample_bytes = uint64_t{kNumChannels} * size * size;  // size < 2^16 (checked by callers)
+// The canonical layout for (count, S, transposed copy or not, id_bytes); false when it does
+// not fit in 64 bits.
+bool compute_layout(uint64_t count, uint64_t size, bool transposed_copy, uint64_t id_bytes, Layout& layout) {
+  const uint64_t planes = uint64_t{kNumChannels} * (transposed_copy ? 2 : 1);
+  layout.sample_bytes = planes * size * size;  // size < 2^16 (checked by callers)
   layout.images_offset = kPackImagesOffset;
   uint64_t end;
   if (!mul_add(count, layout.sample_bytes, layout.images_offset, end)) return false;
@@ -78,7 +81,7 @@ enum HeaderField : size_t {
   kSizeAt = 24,
   kChannelsAt = 28,
   kClassesAt = 32,
-  kReservedAt = 36,
+  kFlagsAt = 36,
   kImagesOffsetAt = 40,
   kSampleBytesAt = 48,
   kLabelsOffsetAt = 56,
@@ -93,13 +96,34 @@ static_assert(kHeaderChecksumAt == kHeaderChecksummedBytes);
 
 std::string errno_text() { return std::strerror(errno); }
 
+std::string hex(uint32_t v) {
+  char text[16];
+  std::snprintf(text, sizeof text, "%x", v);
+  return text;
+}
+
+// out[x][y] = in[y][x] for one n x n plane, in 64 x 64 tiles so that the tile's source and
+// destination lines stay in cache while it is done (the writer is not the hot path).
+void transpose_plane(const uint8_t* in, int n, uint8_t* out) {
+  constexpr int kTile = 64;
+  const size_t stride = static_cast<size_t>(n);
+  for (int y0 = 0; y0 < n; y0 += kTile)
+    for (int x0 = 0; x0 < n; x0 += kTile) {
+      const int y1 = std::min(n, y0 + kTile), x1 = std::min(n, x0 + kTile);
+      for (int x = x0; x < x1; ++x)
+        for (int y = y0; y < y1; ++y) out[x * stride + y] = in[y * stride + x];
+    }
+}
+
 }  // namespace
 
 // ---- writer ------------------------------------------------------------------------------
 
-PackWriter::PackWriter(std::string path, int size) : path_(std::move(path)), size_(size) {
+PackWriter::PackWriter(std::string path, int size, bool transposed_copy)
+    : path_(std::move(path)), size_(size), transposed_copy_(transposed_copy) {
   if (size <= 0 || size > 65535)
     throw data_error("pack ", path_, ": sample size must be in 1..65535, got ", size);
+  if (transposed_copy_) transposed_.resize(static_cast<size_t>(kNumChannels) * size_ * size_);
   static std::atomic<uint64_t> serial{0};
   temp_path_ = path_ + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(serial++);
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -137,7 +161,18 @@ void PackWriter::add(std::string_view id, LabelMask labels, const uint8_t* image
   if (labels >> kNumClasses) throw data_error("pack ", path_, ": sample ", id, " has labels beyond class 27");
   const size_t bytes = static_cast<size_t>(kNumChannels) * size_ * size_;
   write_bytes(image, bytes);
-  sample_checksums_.push_back(xxh64(image, bytes));
+  if (!transposed_copy_) {
+    sample_checksums_.push_back(xxh64(image, bytes));
+  } else {
+    const size_t plane = static_cast<size_t>(size_) * size_;
+    for (int c = 0; c < kNumChannels; ++c)
+      transpose_plane(image + c * plane, size_, transposed_.data() + c * plane);
+    write_bytes(transposed_.data(), bytes);
+    Xxh64Stream checksum;  // over the sample's 8 planes as they lie in the file
+    checksum.update(image, bytes);
+    checksum.update(transposed_.data(), bytes);
+    sample_checksums_.push_back(checksum.digest());
+  }
   labels_.push_back(labels);
   id_bytes_.append(id);
   id_offsets_.push_back(id_bytes_.size());
@@ -147,7 +182,7 @@ void PackWriter::finish() {
   if (finished_) return;
   const uint64_t count = labels_.size();
   Layout layout;
-  if (!compute_layout(count, static_cast<uint64_t>(size_), id_bytes_.size(), layout))
+  if (!compute_layout(count, static_cast<uint64_t>(size_), transposed_copy_, id_bytes_.size(), layout))
     throw data_error("pack ", path_, ": dataset too large");
   // Tail: labels, id offsets, id bytes, checksums, each at its canonical offset.
   std::vector<uint8_t> tail(layout.file_size - layout.labels_offset, 0);
@@ -193,6 +228,7 @@ void PackWriter::finish() {
   put32(header + kSizeAt, static_cast<uint32_t>(size_));
   put32(header + kChannelsAt, kNumChannels);
   put32(header + kClassesAt, kNumClasses);
+  put32(header + kFlagsAt, transposed_copy_ ? kPackTransposedCopy : 0);
   put64(header + kImagesOffsetAt, layout.images_offset);
   put64(header + kSampleBytesAt, layout.sample_bytes);
   put64(header + kLabelsOffsetAt, layout.labels_offset);
@@ -273,6 +309,7 @@ PackReader& PackReader::operator=(PackReader&& other) noexcept {
     mapped_ = other.mapped_;
     count_ = other.count_;
     size_ = other.size_;
+    transposed_copy_ = other.transposed_copy_;
     sample_bytes_ = other.sample_bytes_;
     images_offset_ = other.images_offset_;
     labels_offset_ = other.labels_offset_;
@@ -303,8 +340,8 @@ void PackReader::validate(bool check_payload) {
   const uint8_t* h = base_;
   if (std::memcmp(h, kMagic, 8) != 0) throw data_error("pack ", f, ": bad magic (not an hpa pack file)");
   const uint32_t version = get32(h + kVersionAt);
-  if (version != kPackVersion)
-    throw data_error("pack ", f, ": unsupported version ", version, " (this build reads version ",
+  if (version < 1 || version > kPackVersion)
+    throw data_error("pack ", f, ": unsupported version ", version, " (this build reads versions 1 to ",
                      kPackVersion, ")");
   if (get64(h + kHeaderChecksumAt) != xxh64(h, kHeaderChecksummedBytes))
     throw data_error("pack ", f, ": header checksum mismatch (corrupt header)");
@@ -315,19 +352,26 @@ void PackReader::validate(bool check_payload) {
   if (channels != kNumChannels || classes != kNumClasses)
     throw data_error("pack ", f, ": ", channels, " channels and ", classes, " classes; expected ",
                      kNumChannels, " and ", kNumClasses);
+  const uint32_t flags = get32(h + kFlagsAt);
+  if (version == 1 && flags != 0)
+    throw data_error("pack ", f, ": flags 0x", hex(flags), " in a version-1 file (version 1 has no flags)");
+  if ((flags & ~kPackTransposedCopy) != 0)
+    throw data_error("pack ", f, ": unknown flag bits 0x", hex(flags & ~kPackTransposedCopy),
+                     " (this build knows 0x", hex(kPackTransposedCopy), ", the transposed copy)");
+  const bool transposed_copy = (flags & kPackTransposedCopy) != 0;
   const uint64_t count = get64(h + kCountAt);
   const uint32_t size = get32(h + kSizeAt);
   if (size == 0 || size > 65535) throw data_error("pack ", f, ": bad sample size ", size);
   if (count > (uint64_t{1} << 40)) throw data_error("pack ", f, ": implausible sample count ", count);
   Layout layout;
-  if (!compute_layout(count, size, get64(h + kIdBytesAt), layout))
+  if (!compute_layout(count, size, transposed_copy, get64(h + kIdBytesAt), layout))
     throw data_error("pack ", f, ": layout overflows (count ", count, ", size ", size, ")");
   const bool consistent = get64(h + kImagesOffsetAt) == layout.images_offset &&
                           get64(h + kSampleBytesAt) == layout.sample_bytes &&
                           get64(h + kLabelsOffsetAt) == layout.labels_offset &&
                           get64(h + kIdOffsetsOffsetAt) == layout.id_offsets_offset &&
                           get64(h + kChecksumsOffsetAt) == layout.checksums_offset &&
-                          get64(h + kFileSizeAt) == layout.file_size && get32(h + kReservedAt) == 0;
+                          get64(h + kFileSizeAt) == layout.file_size;
   if (!consistent)
     throw data_error("pack ", f, ": inconsistent header (section offsets do not match the layout)");
   if (file_size_ < layout.file_size)
@@ -337,6 +381,7 @@ void PackReader::validate(bool check_payload) {
                      layout.file_size, " expected)");
   count_ = static_cast<int64_t>(count);
   size_ = static_cast<int>(size);
+  transposed_copy_ = transposed_copy;
   sample_bytes_ = layout.sample_bytes;
   images_offset_ = layout.images_offset;
   labels_offset_ = layout.labels_offset;
@@ -427,7 +472,7 @@ int64_t pack_dataset(const DatasetIndex& index, const std::string& path, const P
   loader_options.prefetch_batches = 2 * loader_options.threads + 2;
   loader_options.skip_bad = options.skip_bad;
   Loader loader(std::make_shared<ImageFolderSource>(index), loader_options);
-  PackWriter writer(path, options.size);
+  PackWriter writer(path, options.size, options.transposed_copy);
   loader.start_epoch(0);
   const int64_t total = static_cast<int64_t>(index.size());
   int64_t done = 0;

@@ -41,6 +41,11 @@ Image dihedral(const Image& src, int k);
 // dihedral(dihedral(x, a), b) == dihedral(x, dihedral_compose(a, b)).
 int dihedral_compose(int first, int second);
 int dihedral_inverse(int k);
+// Dihedral element 5, a flip then a quarter turn, is the transpose: dihedral(I, 5)(y, x) =
+// I(x, y). So dihedral(W, k) == dihedral(W^T, dihedral_compose(kDihedralTranspose, k)) for
+// every k (the transpose is its own inverse), and the composed element keeps rows exactly
+// when k transposes (odd k): what the loader uses with a pack's transposed copy.
+constexpr int kDihedralTranspose = 5;
 
 // out (n x n) = dihedral(crop(plane, top, left, n, n), k) for one height x width plane; out
 // must not overlap the plane. Throws DataError when the window leaves the plane or k is

@@ -26,6 +26,7 @@ void exercise(const uint8_t* data, size_t size) {
       sink += pack.labels(i) + pack.id(i).size() + pack.sample_checksum(i);
       const uint8_t* image = pack.image(i);
       sink += image[0] + image[pack.sample_bytes() - 1];
+      if (const uint8_t* transposed = pack.transposed_image(i)) sink += transposed[0];
       try {
         pack.verify_sample(i);
       } catch (const DataError&) {

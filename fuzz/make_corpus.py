@@ -202,10 +202,20 @@ assert xxh64(b"abc") == 0x44BC2CF5AD770999
 assert xxh64(b"The quick brown fox jumps over the lazy dog") == 0x0B242D361FDA71BC
 
 
-def pack(size, samples):
-    """samples: list of (id, label list, image bytes of 4*size*size)."""
+def transposed(size, image):
+    """The 4 planes of image, each transposed: out[c][x][y] = image[c][y][x]."""
+    return bytes(image[c * size * size + y * size + x] for c in range(4) for x in range(size) for y in range(size))
+
+
+def pack(size, samples, version=1, transposed_copy=False):
+    """samples: list of (id, label list, image bytes of 4*size*size). Version 1 has no flags;
+    version 2 may set flag bit 0, the transposed copy (each sample's planes, then the same
+    planes transposed)."""
     align8 = lambda x: (x + 7) & ~7
-    count, sample_bytes = len(samples), 4 * size * size
+    if transposed_copy:
+        assert version >= 2
+        samples = [(sid, labels, image + transposed(size, image)) for sid, labels, image in samples]
+    count, sample_bytes = len(samples), (8 if transposed_copy else 4) * size * size
     ids = b"".join(s[0].encode() for s in samples)
     images_offset = 4096
     labels_offset = images_offset + count * sample_bytes
@@ -224,7 +234,7 @@ def pack(size, samples):
         struct.pack_into("<Q", body, checksums_offset + 8 * i, xxh64(bytes(image)))
     struct.pack_into("<Q", body, id_offsets_offset + 8 * count, offset)
     body[id_bytes_offset:id_bytes_offset + len(ids)] = ids
-    header = struct.pack("<8sIIQIIII", b"HPAPACK\0", 1, 128, count, size, 4, 28, 0)
+    header = struct.pack("<8sIIQIIII", b"HPAPACK\0", version, 128, count, size, 4, 28, 1 if transposed_copy else 0)
     header += struct.pack("<QQQQQQQ", images_offset, sample_bytes, labels_offset, id_offsets_offset, len(ids),
                           checksums_offset, file_size)
     header += struct.pack("<Q", xxh64(bytes(body[128:])))
@@ -236,4 +246,6 @@ def pack(size, samples):
 
 save("pack", "two_samples_s2.pack", pack(2, [("a", [0, 25], bytes(range(16))), ("sample-2", [27], bytes(range(100, 116)))]))
 save("pack", "empty.pack", pack(3, []))
+save("pack", "transposed_copy_s3_v2.pack",
+     pack(3, [("t0", [1], bytes(range(36))), ("t-1", [], bytes(range(200, 236)))], version=2, transposed_copy=True))
 print("corpus written under", ROOT)

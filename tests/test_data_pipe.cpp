@@ -1,9 +1,9 @@
 // The data pipeline after decoding: stratified folds, the epoch sampler (oversampling,
-// sharding), perceptual and checksum hashes, near-duplicate grouping, the packed cache, the
-// fused crop + dihedral kernel (against a naive reference), the loader, and the TIFF
-// reader's guard against headers that promise more pixels than the file holds. Data is
-// small and synthetic (in-memory images, or PNGs written with data/image.h's writer into a
-// temporary folder); every seed is fixed.
+// sharding), perceptual and checksum hashes, near-duplicate grouping, the packed cache (plain
+// and with a transposed copy), the fused crop + dihedral kernel (against a naive reference),
+// the loader, and the TIFF reader's guard against headers that promise more pixels than the
+// file holds. Data is small and synthetic (in-memory images, or PNGs written with
+// data/image.h's writer into a temporary folder); every seed is fixed.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -583,8 +583,26 @@ uint64_t get64(const std::vector<uint8_t>& b, size_t at) {
 void put64(std::vector<uint8_t>& b, size_t at, uint64_t v) {
   for (int i = 0; i < 8; ++i) b[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
 }
+void put32(std::vector<uint8_t>& b, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+}
 // Re-seals a header after an edit so that the check under test is the one that fires.
 void reseal_header(std::vector<uint8_t>& b) { put64(b, 104, xxh64(b.data(), 104)); }
+
+// Writes `bytes` to `path` and expects opening it to fail with a DataError that names the
+// file and contains every needle.
+void expect_bad_pack(const std::string& path, const std::vector<uint8_t>& bytes, bool verify,
+                     std::vector<std::string> needles) {
+  write_all(path, bytes);
+  needles.insert(needles.begin(), path);
+  try {
+    PackReader::open(path, verify);
+    ADD_FAILURE() << "opened a bad pack; expected '" << needles.back() << "'";
+  } catch (const DataError& e) {
+    for (const auto& needle : needles)
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
 
 }  // namespace
 
@@ -627,6 +645,23 @@ TEST(Pack, ReadsThePackWrittenByTheIndependentPythonWriter) {
   EXPECT_EQ(pack.labels(1), 1u << 27);
   for (int k = 0; k < 16; ++k) EXPECT_EQ(pack.image(1)[k], 100 + k);
   EXPECT_NO_THROW(pack.verify_sample(0));
+  EXPECT_FALSE(pack.transposed_copy());  // a version-1 file
+
+  // Version 2 with the transposed copy: S = 3, sample 1's planes hold 200..235 row by row.
+  const PackReader t = PackReader::open(
+      std::string(HPA_SOURCE_DIR) + "/fuzz/corpus/pack/transposed_copy_s3_v2.pack", /*verify_checksum=*/true);
+  ASSERT_EQ(t.count(), 2);
+  ASSERT_TRUE(t.transposed_copy());
+  EXPECT_EQ(t.id(1), "t-1");
+  EXPECT_EQ(t.labels(0), 1u << 1);
+  for (int c = 0; c < kNumChannels; ++c)
+    for (int y = 0; y < 3; ++y)
+      for (int x = 0; x < 3; ++x) {
+        EXPECT_EQ(t.image(1)[c * 9 + y * 3 + x], 200 + c * 9 + y * 3 + x);
+        EXPECT_EQ(t.transposed_image(1)[c * 9 + x * 3 + y], 200 + c * 9 + y * 3 + x);
+      }
+  EXPECT_NO_THROW(t.verify_sample(0));
+  EXPECT_NO_THROW(t.verify_sample(1));
 }
 
 TEST(Pack, EveryBadPackIsAClearError) {
@@ -634,16 +669,8 @@ TEST(Pack, EveryBadPackIsAClearError) {
   const std::string good_path = write_test_pack(dir, 5, 16);
   const std::vector<uint8_t> good = read_all(good_path);
   const std::string bad = dir.file("bad.pack");
-  auto expect_bad = [&](std::vector<uint8_t> bytes, bool verify, std::vector<std::string> needles) {
-    write_all(bad, bytes);
-    needles.insert(needles.begin(), bad);
-    try {
-      PackReader::open(bad, verify);
-      ADD_FAILURE() << "opened a bad pack; expected '" << needles.back() << "'";
-    } catch (const DataError& e) {
-      for (const auto& needle : needles)
-        EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    }
+  auto expect_bad = [&](const std::vector<uint8_t>& bytes, bool verify, std::vector<std::string> needles) {
+    expect_bad_pack(bad, bytes, verify, std::move(needles));
   };
   EXPECT_DATA_ERROR(PackReader::open(dir.file("missing.pack")), "missing.pack", "cannot open");
 
@@ -651,8 +678,11 @@ TEST(Pack, EveryBadPackIsAClearError) {
   b[0] = 'X';
   expect_bad(b, false, {"bad magic"});
   b = good;
-  b[8] = 2;  // version
-  expect_bad(b, false, {"unsupported version 2"});
+  b[8] = 3;  // version
+  expect_bad(b, false, {"unsupported version 3", "versions 1 to 2"});
+  b = good;
+  b[8] = 0;
+  expect_bad(b, false, {"unsupported version 0"});
   b = good;
   b[16] ^= 1;  // count, without resealing
   expect_bad(b, false, {"header checksum"});
@@ -866,6 +896,268 @@ TEST(CropDihedral, BadWindowsAndElementsAreErrors) {
   EXPECT_DATA_ERROR(crop_dihedral_plane(plane.data(), 20, 30, 0, 11, 20, 0, out.data(), true),
                     "does not fit");
   EXPECT_DATA_ERROR(crop_dihedral_plane(plane.data(), 20, 30, 0, 0, 0, 0, out.data(), true), "0x0");
+}
+
+// ---- packs with a transposed copy ------------------------------------------------------
+
+namespace {
+
+// Random bytes in every plane, so that every dihedral element and the transpose move some byte.
+Image random_image(int size, uint64_t seed) {
+  Image image(kNumChannels, size, size);
+  image.pixels = random_bytes(image.pixels.size(), seed);
+  return image;
+}
+
+// Every plane transposed, straight from the definition: out plane[x][y] = plane[y][x].
+std::vector<uint8_t> transposed_planes(const Image& image) {
+  Image out(image.channels, image.width, image.height);
+  for (int c = 0; c < image.channels; ++c)
+    for (int y = 0; y < image.height; ++y)
+      for (int x = 0; x < image.width; ++x) out.at(c, x, y) = image.at(c, y, x);
+  return out.pixels;
+}
+
+LabelMask random_pack_labels(int i) {
+  return static_cast<LabelMask>((i * 2654435761u) & ((1u << kNumClasses) - 1));
+}
+
+// The same `count` random samples of size S (random_image(size, 100 + i), ids s0, s1, ...),
+// as a plain pack or with the transposed copy.
+std::string write_random_pack(const TempDir& dir, int count, int size, bool transposed_copy,
+                              const std::string& name) {
+  const std::string path = dir.file(name);
+  PackWriter writer(path, size, transposed_copy);
+  for (int i = 0; i < count; ++i) {
+    std::string id = "s";  // (not "s" + to_string: GCC 12's -Wrestrict false positive)
+    id += std::to_string(i);
+    writer.add(id, random_pack_labels(i), random_image(size, 100 + static_cast<uint64_t>(i)).pixels.data());
+  }
+  writer.finish();
+  return path;
+}
+
+}  // namespace
+
+TEST(TransposedPack, HoldsTheTransposeOfEveryPlaneAfterThePlanes) {
+  // Sizes odd and even, under and over the writer's 64-pixel tiles, off 16/32/64.
+  TempDir dir;
+  for (int size : {1, 7, 33, 64, 100}) {
+    const std::string tag = std::to_string(size);
+    const std::string plain_path = write_random_pack(dir, 3, size, false, "plain" + tag + ".pack");
+    const std::string path = write_random_pack(dir, 3, size, true, "transposed" + tag + ".pack");
+    const PackReader plain = PackReader::open(plain_path, /*verify_checksum=*/true);
+    const PackReader pack = PackReader::open(path, /*verify_checksum=*/true);
+    const size_t image_bytes = static_cast<size_t>(kNumChannels) * size * size;
+    EXPECT_FALSE(plain.transposed_copy());
+    EXPECT_EQ(plain.transposed_image(0), nullptr);
+    EXPECT_EQ(plain.sample_bytes(), image_bytes);
+    ASSERT_TRUE(pack.transposed_copy());
+    EXPECT_EQ(pack.sample_bytes(), 2 * image_bytes);
+    ASSERT_EQ(pack.count(), 3);
+    for (int i = 0; i < 3; ++i) {
+      const Image image = random_image(size, 100 + static_cast<uint64_t>(i));
+      EXPECT_EQ(std::memcmp(pack.image(i), image.pixels.data(), image_bytes), 0) << "S " << size;
+      EXPECT_EQ(pack.transposed_image(i), pack.image(i) + image_bytes);
+      EXPECT_EQ(std::memcmp(pack.transposed_image(i), transposed_planes(image).data(), image_bytes), 0)
+          << "S " << size << " sample " << i;
+      EXPECT_EQ(pack.id(i), plain.id(i));
+      EXPECT_EQ(pack.labels(i), plain.labels(i));
+      EXPECT_NO_THROW(pack.verify_sample(i));
+    }
+    EXPECT_DATA_ERROR(pack.transposed_image(3), "sample 3 out of range");
+    EXPECT_DATA_ERROR(plain.transposed_image(-1), "sample -1 out of range");
+    // The header: version 2 for both; flags 1 and 0; the images section twice as long.
+    const std::vector<uint8_t> t = read_all(path), p = read_all(plain_path);
+    EXPECT_EQ(t[8], 2);
+    EXPECT_EQ(p[8], 2);
+    EXPECT_EQ(t[36], 1);
+    EXPECT_EQ(p[36], 0);
+    EXPECT_EQ(get64(t, 48), 2 * image_bytes);                          // sample_bytes
+    EXPECT_EQ(get64(t, 56), kPackImagesOffset + 3 * 2 * image_bytes);  // labels_offset
+    EXPECT_EQ(get64(p, 56), kPackImagesOffset + 3 * image_bytes);
+  }
+  // Version 1 (no flags) still reads: a plain pack with its version set back to 1.
+  std::vector<uint8_t> v1 = read_all(dir.file("plain7.pack"));
+  v1[8] = 1;
+  reseal_header(v1);
+  write_all(dir.file("v1.pack"), v1);
+  const PackReader old = PackReader::open(dir.file("v1.pack"), /*verify_checksum=*/true);
+  EXPECT_FALSE(old.transposed_copy());
+  EXPECT_EQ(std::memcmp(old.image(2), random_image(7, 102).pixels.data(), 4 * 7 * 7), 0);
+}
+
+TEST(TransposedPack, TheComposedElementOnTheTransposedWindowGivesTheSameCrop) {
+  // Element 5 is the transpose, its own inverse, and composing it flips the parity of k
+  // (odd k transposes, even k keeps rows).
+  Image small(1, 5, 7);
+  small.pixels = random_bytes(small.pixels.size(), 3);
+  const Image turned = dihedral(small, kDihedralTranspose);
+  ASSERT_EQ(turned.height, 7);
+  ASSERT_EQ(turned.width, 5);
+  EXPECT_EQ(turned.pixels, transposed_planes(small));
+  EXPECT_EQ(dihedral_inverse(kDihedralTranspose), kDihedralTranspose);
+  for (int k = 0; k < kDihedralCount; ++k) EXPECT_NE(dihedral_compose(kDihedralTranspose, k) % 2, k % 2);
+
+  // dihedral(crop(P, top, left, n), k) == dihedral(crop(P^T, left, top, n), k') with
+  // k' = dihedral_compose(kDihedralTranspose, k), through the naive reference and the kernel,
+  // on square and non-square planes, windows at the corners and inside.
+  int checked = 0;
+  for (auto [height, width] : {std::pair{41, 57}, std::pair{100, 100}, std::pair{150, 133}}) {
+    Image plane(1, height, width);
+    plane.pixels = random_bytes(plane.pixels.size(), static_cast<uint64_t>(height * width));
+    const std::vector<uint8_t> t = transposed_planes(plane);  // width x height
+    Rng rng(static_cast<uint64_t>(width));
+    for (int n : {1, 16, 33, 41, 64, 65, 100, 130}) {
+      if (n > height || n > width) continue;
+      const std::vector<std::pair<int, int>> windows = {
+          {0, 0},
+          {height - n, width - n},
+          {0, width - n},
+          {static_cast<int>(rng.range(0, height - n)), static_cast<int>(rng.range(0, width - n))}};
+      for (auto [top, left] : windows)
+        for (int k = 0; k < kDihedralCount; ++k) {
+          const int composed = dihedral_compose(kDihedralTranspose, k);
+          const std::vector<uint8_t> expected =
+              naive_crop_dihedral(plane.pixels.data(), width, top, left, n, k);
+          ASSERT_EQ(naive_crop_dihedral(t.data(), height, left, top, n, composed), expected)
+              << height << "x" << width << ", n " << n << " at (" << top << ", " << left << "), k " << k;
+          std::vector<uint8_t> out(expected.size());
+          crop_dihedral_plane(t.data(), width, height, left, top, n, composed, out.data(),
+                              /*streaming=*/true);
+          ASSERT_EQ(out, expected) << height << "x" << width << ", n " << n << ", k " << k;
+          ++checked;
+        }
+    }
+  }
+  EXPECT_GT(checked, 300);
+}
+
+TEST(TransposedPack, LoaderBatchesAreBitIdenticalToThePlainPacks) {
+  // Same seed and options, the same samples in a plain and a transposed-copy pack: the same
+  // epoch (images, labels, ids, samples, positions), with 1 and 2 threads, with and without
+  // jitter, with a resize (no transposed view then) and a resize to the pack's own size.
+  TempDir dir;
+  for (auto [size, crop] : {std::pair{40, 29}, std::pair{150, 130}}) {
+    const std::string tag = std::to_string(size);
+    auto plain = std::make_shared<const PackReader>(
+        PackReader::open(write_random_pack(dir, 21, size, false, "plain" + tag + ".pack")));
+    auto transposed = std::make_shared<const PackReader>(
+        PackReader::open(write_random_pack(dir, 21, size, true, "transposed" + tag + ".pack")));
+    for (int threads : {1, 2})
+      for (bool jitter : {false, true})
+        for (int resize_to : {0, size, size - 3}) {
+          LoaderOptions o = train_options(4, crop, threads, 11);
+          o.drop_last = false;
+          o.resize_to = resize_to;
+          if (jitter) {
+            o.brightness = 0.1;
+            o.contrast = 0.2;
+          }
+          Loader a(std::make_shared<PackSource>(plain), o);
+          Loader b(std::make_shared<PackSource>(transposed, /*verify_samples=*/true), o);
+          const EpochDump expected = run_epoch(a, 3);
+          ASSERT_EQ(expected.images.size(), 6u);
+          EXPECT_TRUE(run_epoch(b, 3) == expected)
+              << "S " << size << ", crop " << crop << ", " << threads << " threads, jitter " << jitter
+              << ", resize " << resize_to;
+        }
+  }
+
+  // The transposing elements really read the transposed copy: with it zeroed (in memory,
+  // checksums not updated), the samples with odd k come out all zero and the others as in
+  // the plain pack.
+  std::vector<uint8_t> bytes = read_all(dir.file("transposed40.pack"));
+  const size_t image_bytes = static_cast<size_t>(kNumChannels) * 40 * 40;
+  for (size_t i = 0; i < 21; ++i) {
+    const size_t at = kPackImagesOffset + i * 2 * image_bytes + image_bytes;
+    std::fill(bytes.begin() + static_cast<ptrdiff_t>(at),
+              bytes.begin() + static_cast<ptrdiff_t>(at + image_bytes), 0);
+  }
+  auto zeroed =
+      std::make_shared<const PackReader>(PackReader::from_memory(bytes.data(), bytes.size(), "zeroed"));
+  auto plain = std::make_shared<const PackReader>(PackReader::open(dir.file("plain40.pack")));
+  const LoaderOptions o = train_options(3, 29, 2, 4);
+  Loader from_zeroed(std::make_shared<PackSource>(zeroed), o);
+  Loader from_plain(std::make_shared<PackSource>(plain), o);
+  const EpochDump got = run_epoch(from_zeroed, 0), reference = run_epoch(from_plain, 0);
+  const size_t out_bytes = static_cast<size_t>(kNumChannels) * 29 * 29;
+  int odd = 0, even = 0;
+  for (size_t b = 0; b < got.images.size(); ++b)
+    for (size_t j = 0; j < got.samples[b].size(); ++j) {
+      Rng rng(mix_seed(o.seed, 0, static_cast<uint64_t>(got.positions[b][j])));
+      rng.range(0, 40 - 29);  // top, left
+      rng.range(0, 40 - 29);
+      const int k = static_cast<int>(rng.below(kDihedralCount));
+      const uint8_t* image = got.images[b].data() + j * out_bytes;
+      if (k % 2 == 1) {
+        ++odd;
+        EXPECT_TRUE(std::all_of(image, image + out_bytes, [](uint8_t v) { return v == 0; })) << "k " << k;
+      } else {
+        ++even;
+        EXPECT_EQ(std::memcmp(image, reference.images[b].data() + j * out_bytes, out_bytes), 0) << "k " << k;
+      }
+    }
+  EXPECT_GT(odd, 0);
+  EXPECT_GT(even, 0);
+}
+
+TEST(TransposedPack, BadFilesAreClearErrors) {
+  TempDir dir;
+  const std::vector<uint8_t> good = read_all(write_random_pack(dir, 4, 16, true, "good.pack"));
+  const std::vector<uint8_t> plain = read_all(write_random_pack(dir, 4, 16, false, "plain.pack"));
+  const std::string bad = dir.file("bad.pack");
+  constexpr size_t kFlagsAt = 36;
+  const size_t image_bytes = static_cast<size_t>(kNumChannels) * 16 * 16;
+
+  auto b = good;
+  put32(b, kFlagsAt, 3);  // an unknown bit beside the transposed copy
+  reseal_header(b);
+  expect_bad_pack(bad, b, false, {"unknown flag bits 0x2", "0x1, the transposed copy"});
+  b = good;
+  put32(b, kFlagsAt, 0x80000001u);
+  reseal_header(b);
+  expect_bad_pack(bad, b, false, {"unknown flag bits 0x80000000"});
+  b = good;
+  b[8] = 1;  // version 1 knows no flags
+  reseal_header(b);
+  expect_bad_pack(bad, b, false, {"flags 0x1 in a version-1 file"});
+  b = plain;
+  b[8] = 1;
+  put32(b, kFlagsAt, 4);
+  reseal_header(b);
+  expect_bad_pack(bad, b, false, {"flags 0x4 in a version-1 file"});
+  // A flag that does not match the layout: the sections are where the other layout is not.
+  b = plain;
+  put32(b, kFlagsAt, 1);
+  reseal_header(b);
+  expect_bad_pack(bad, b, false, {"inconsistent header"});
+  b = good;
+  put32(b, kFlagsAt, 0);
+  reseal_header(b);
+  expect_bad_pack(bad, b, false, {"inconsistent header"});
+  // Truncated: by one byte, and inside sample 1's transposed half.
+  b = good;
+  b.resize(good.size() - 1);
+  expect_bad_pack(bad, b, false, {"truncated", "the header says"});
+  b.resize(kPackImagesOffset + 3 * image_bytes + image_bytes / 2);
+  expect_bad_pack(bad, b, false, {"truncated", "the header says"});
+
+  // A flipped byte in sample 2's transposed half: the sample's checksum covers it.
+  b = good;
+  b[kPackImagesOffset + 2 * 2 * image_bytes + image_bytes + 7] ^= 0x10;
+  write_all(bad, b);
+  auto unverified = std::make_shared<const PackReader>(PackReader::open(bad, false));
+  EXPECT_NO_THROW(unverified->verify_sample(1));
+  EXPECT_NO_THROW(unverified->verify_sample(3));
+  EXPECT_DATA_ERROR(unverified->verify_sample(2), "bad.pack", "checksum mismatch in sample 2", "(s2)");
+  EXPECT_DATA_ERROR(unverified->verify_checksum(), "bad.pack", "payload checksum mismatch");
+  expect_bad_pack(bad, b, true, {"payload checksum mismatch"});
+  // ... and the loader that verifies samples reports it at the sample's batch.
+  LoaderOptions o = evaluation_loader_options(4, 16, 1);
+  Loader loader(std::make_shared<PackSource>(unverified, /*verify_samples=*/true), o);
+  loader.start_epoch(0);
+  EXPECT_DATA_ERROR(loader.next(), "sample s2 (index 2)", "bad.pack", "checksum mismatch in sample 2");
 }
 
 // ---- loader ----------------------------------------------------------------------------
@@ -1208,7 +1500,20 @@ TEST(PackDataset, LoaderGivesTheSameBatchesFromPngsAndFromThePack) {
   LoaderOptions o = train_options(4, 24, 2);
   Loader from_png(std::make_shared<ImageFolderSource>(index, 32), o);
   Loader from_pack(std::make_shared<PackSource>(pack, /*verify_samples=*/true), o);
-  EXPECT_TRUE(run_epoch(from_png, 3) == run_epoch(from_pack, 3));
+  const EpochDump from_files = run_epoch(from_png, 3);
+  EXPECT_TRUE(from_files == run_epoch(from_pack, 3));
+
+  // With the transposed copy: the planes, then their transposes; the same batches.
+  options.transposed_copy = true;
+  EXPECT_EQ(pack_dataset(index, dir.file("transposed.pack"), options), 9);
+  auto transposed = std::make_shared<const PackReader>(PackReader::open(dir.file("transposed.pack"), true));
+  ASSERT_TRUE(transposed->transposed_copy());
+  EXPECT_EQ(std::memcmp(transposed->image(0), first.pixels.data(), first.pixels.size()), 0);
+  EXPECT_EQ(
+      std::memcmp(transposed->transposed_image(0), transposed_planes(first).data(), first.pixels.size()), 0);
+  Loader from_transposed(std::make_shared<PackSource>(transposed, /*verify_samples=*/true), o);
+  EXPECT_TRUE(from_files == run_epoch(from_transposed, 3));
+  options.transposed_copy = false;
 
   // A smaller pack is the area-resized dataset.
   options.size = 16;
