@@ -16,6 +16,8 @@
 #      out (each would take longer than all the rest together);
 #   5. the GPU micro-benchmarks (bench_gpu_*), JSON kept;
 #   6. print a summary table last.
+# HPA_GPU_CHECK_STEP_MODELS adds backbones to step 3 (hpa and PyTorch, TF32, batch 32 at
+# 512^2; timm's two need timm on that python3).
 # HPA_GPU_CHECK_ONLY picks steps (a list of: tests step sanitizer bench; default all) and
 # HPA_GPU_CHECK_BENCHES the benchmark programs (default every bench_gpu_*): a rerun of what
 # failed costs less device time.
@@ -119,13 +121,23 @@ if wanted step; then
   }
   step_run "hpa step resnet50 32x4x512^2 tf32" step_hpa env LD_LIBRARY_PATH="$hpa_ld" "$bin/hpa_bench" step "${step_args[@]}" --device cuda
   step_run "hpa step resnet50 32x4x512^2 f32" step_hpa_f32 env LD_LIBRARY_PATH="$hpa_ld" "$bin/hpa_bench" step "${step_args[@]}" --device cuda --no-tf32
-  if python3 -c "import torch, torchvision, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  have_torch=0
+  python3 -c "import torch, torchvision, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null && have_torch=1
+  if [ "$have_torch" = 1 ]; then
     step_run "torch step resnet50 32x4x512^2 tf32" step_torch python3 tools/torch_step_bench.py "${step_args[@]}" --device cuda
     step_run "torch step resnet50 32x4x512^2 tf32 NHWC" step_torch_nhwc python3 tools/torch_step_bench.py "${step_args[@]}" --device cuda --channels-last
     step_run "torch step resnet50 32x4x512^2 f32" step_torch_f32 python3 tools/torch_step_bench.py "${step_args[@]}" --device cuda --no-tf32
   else
-    row "torch step resnet50 32x4x512^2" SKIP "no CUDA build of torch/torchvision on this python3"
+    row "torch steps" SKIP "no CUDA build of torch/torchvision on this python3"
   fi
+  # More backbones, TF32 only (HPA_GPU_CHECK_STEP_MODELS, e.g. "densenet121 inception_v4").
+  for model in ${HPA_GPU_CHECK_STEP_MODELS:-}; do
+    args=(--model "$model" --batch 32 --size 512 --warmup 3 --iters 10 --json)
+    step_run "hpa step $model 32x4x512^2 tf32" "step_hpa_$model" env LD_LIBRARY_PATH="$hpa_ld" "$bin/hpa_bench" step "${args[@]}" --device cuda
+    [ "$have_torch" = 1 ] || continue
+    step_run "torch step $model 32x4x512^2 tf32" "step_torch_$model" python3 tools/torch_step_bench.py "${args[@]}" --device cuda
+    step_run "torch step $model 32x4x512^2 tf32 NHWC" "step_torch_nhwc_$model" python3 tools/torch_step_bench.py "${args[@]}" --device cuda --channels-last
+  done
 fi
 
 # ---- 4. compute-sanitizer -------------------------------------------------------------------

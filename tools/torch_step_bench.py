@@ -4,9 +4,9 @@ with the same JSON keys.
 
 One step = optimizer.zero_grad(set_to_none=True), forward in training mode, loss =
 binary_cross_entropy_with_logits (mean over all B x K elements), backward, SGD update (lr
-0.01, momentum 0.9). The model is the torchvision reference with the 4-channel stem and
-the gap or acp head that tools/torch_parity.py builds (so the same architecture as hpa's
-registry name). The batch is fixed: random uint8 pixels as float (/255), made once on the
+0.01, momentum 0.9). The model is the torchvision or timm reference with the 4-channel
+stem and the gap or acp head that tools/torch_parity.py builds (so the same architecture
+as hpa's registry name; timm's two need timm). The batch is fixed: random uint8 pixels as float (/255), made once on the
 host and moved to the device, with random {0,1} targets (a quarter positive). W warm-up
 steps, then N timed steps with time.perf_counter, each bracketed by
 torch.cuda.synchronize() on cuda; median, min and mean step time and images/s = B / median.
@@ -36,13 +36,13 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_parity import TORCHVISION_MODELS, build_torch_model, parse_buffering  # noqa: E402 (tools/ sibling)
+from torch_parity import MODELS, build_torch_model, parse_buffering  # noqa: E402 (tools/ sibling)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--model", required=True, choices=TORCHVISION_MODELS)
+    p.add_argument("--model", required=True, choices=MODELS)
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--size", type=int, required=True)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
