@@ -28,8 +28,9 @@
 // The transposed copy makes every dihedral element a row copy for the loader: for a
 // transposing element k (odd k), dihedral(crop(P, top, left, n), k) equals
 // dihedral(crop(P^T, left, top, n), k') with k' = dihedral_compose(5, k), an element that
-// keeps rows (element 5 is the transpose; data/loader.h). The cost: the images take twice
-// the disk and page cache; a loaded sample still reads only one of its two copies.
+// keeps rows (element 5 is the transpose, kDihedralTranspose in data/transforms.h). The
+// cost: the images take twice the disk and page cache; a loaded sample still reads only one
+// of its two copies (prefault(i), which runs before the element is drawn, maps both).
 //
 // Every section position is a function of (count, S, flags, id_bytes): the reader recomputes
 // the layout and requires the header to match it exactly, so no offset in a file is trusted.
