@@ -199,6 +199,8 @@ Image dihedral(const Image& src, int k) {
 
 namespace {
 
+constexpr size_t kLine = 64;  // bytes in a cache line
+
 #if defined(__SSE2__)
 // One vector register of bytes: 32 with AVX2, 16 with SSE2 (every x86-64).
 #if defined(__AVX2__)
@@ -232,7 +234,6 @@ inline Vec reverse_vec(Vec v) {
 // Non-temporal stores fill whole cache lines only: a line that mixes them with ordinary
 // stores (the unaligned head and tail of a row, or the next row's head) forces the partial
 // line out of the write-combining buffer, and that runs at a tenth of copy speed.
-constexpr size_t kLine = 64;
 inline size_t to_line(const uint8_t* p) { return (kLine - reinterpret_cast<uintptr_t>(p) % kLine) % kLine; }
 #endif
 
@@ -272,18 +273,20 @@ void copy_row_reversed(uint8_t* dst, const uint8_t* src, size_t len, bool stream
   for (; j < len; ++j) dst[len - 1 - j] = src[j];
 }
 
-// A transpose block: kCols source runs of kRun bytes (run j starts at column[j] and is read
-// in increasing address order) become kRun output rows of kCols bytes: output row i holds
-// byte i of every run, and `reversed` stores row i as row kRun-1-i.
+// A block transpose: kBlockRuns runs of kBlockBytes bytes (run j starts at run[j], one run
+// per source row, read in increasing address order) become kBlockBytes output rows of
+// kBlockRuns bytes: output row i holds byte i of every run and is stored at out + i*stride.
 #if defined(__SSE2__)
 // Four in-place stages of unpacks (bytes, words, dwords, qwords) on pairs of registers
-// transpose 16 runs: the stages work within 128-bit lanes, so with AVX2 each 32-byte run
-// gives two 16x16 transposes (bytes 0-15 -> rows 0-15, bytes 16-31 -> rows 16-31) for the
-// same instructions. In place, so 16 registers (plus two) hold the block.
+// transpose 16 runs of 16 bytes. The stages work within 128-bit lanes: with AVX2 each
+// register is loaded with run j in its low lane and run j + 16 in its high lane, and the
+// same instructions turn 32 runs into 16 whole 32-byte output rows.
 struct Sse2Ops {
   using V = __m128i;
-  static constexpr int kRun = 16;
-  static V load(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+  static constexpr int kRuns = 16;
+  static V load(const uint8_t* const* run, int j) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(run[j]));
+  }
   static V lo8(V a, V b) { return _mm_unpacklo_epi8(a, b); }
   static V hi8(V a, V b) { return _mm_unpackhi_epi8(a, b); }
   static V lo16(V a, V b) { return _mm_unpacklo_epi16(a, b); }
@@ -292,16 +295,17 @@ struct Sse2Ops {
   static V hi32(V a, V b) { return _mm_unpackhi_epi32(a, b); }
   static V lo64(V a, V b) { return _mm_unpacklo_epi64(a, b); }
   static V hi64(V a, V b) { return _mm_unpackhi_epi64(a, b); }
-  static void store_row(uint8_t* out, size_t stride, int row, bool reversed, V v) {
-    _mm_storeu_si128(
-        reinterpret_cast<__m128i*>(out + static_cast<size_t>(reversed ? 15 - row : row) * stride), v);
-  }
+  static void store(uint8_t* p, V v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), v); }
 };
 #if defined(__AVX2__)
 struct Avx2Ops {
   using V = __m256i;
-  static constexpr int kRun = 32;
-  static V load(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static constexpr int kRuns = 32;
+  static V load(const uint8_t* const* run, int j) {
+    const __m128i low = _mm_loadu_si128(reinterpret_cast<const __m128i*>(run[j]));
+    const __m128i high = _mm_loadu_si128(reinterpret_cast<const __m128i*>(run[j + 16]));
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(low), high, 1);
+  }
   static V lo8(V a, V b) { return _mm256_unpacklo_epi8(a, b); }
   static V hi8(V a, V b) { return _mm256_unpackhi_epi8(a, b); }
   static V lo16(V a, V b) { return _mm256_unpacklo_epi16(a, b); }
@@ -310,26 +314,21 @@ struct Avx2Ops {
   static V hi32(V a, V b) { return _mm256_unpackhi_epi32(a, b); }
   static V lo64(V a, V b) { return _mm256_unpacklo_epi64(a, b); }
   static V hi64(V a, V b) { return _mm256_unpackhi_epi64(a, b); }
-  static void store_row(uint8_t* out, size_t stride, int row, bool reversed, V v) {
-    const size_t low = static_cast<size_t>(reversed ? 31 - row : row);
-    const size_t high = static_cast<size_t>(reversed ? 15 - row : row + 16);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + low * stride), _mm256_castsi256_si128(v));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + high * stride), _mm256_extracti128_si256(v, 1));
-  }
+  static void store(uint8_t* p, V v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
 };
 using BlockOps = Avx2Ops;
 #else
 using BlockOps = Sse2Ops;
 #endif
-constexpr int kCols = 16, kRun = BlockOps::kRun;
+constexpr int kBlockRuns = BlockOps::kRuns, kBlockBytes = 16;
 
-inline void transpose_block(const uint8_t* const column[kCols], bool reversed, uint8_t* out, size_t stride) {
+inline void transpose_block(const uint8_t* const run[kBlockRuns], uint8_t* out, size_t stride) {
   using Ops = BlockOps;
   using V = Ops::V;
   // After each stage, a[k] holds, for a group of runs, a range of bytes i (see the comments).
   V a[16];
   for (int p = 0; p < 8; ++p) {  // a[2p + h]: runs 2p..2p+1, bytes 8h..8h+7
-    const V x = Ops::load(column[2 * p]), y = Ops::load(column[2 * p + 1]);
+    const V x = Ops::load(run, 2 * p), y = Ops::load(run, 2 * p + 1);
     a[2 * p] = Ops::lo8(x, y);
     a[2 * p + 1] = Ops::hi8(x, y);
   }
@@ -347,18 +346,18 @@ inline void transpose_block(const uint8_t* const column[kCols], bool reversed, u
     }
   for (int m = 0; m < 8; ++m) {  // runs 0..15 of byte i and i + 1: output rows i and i + 1
     const int i = (m & 1) * 8 + ((m >> 1) & 1) * 4 + (m >> 2) * 2;
-    Ops::store_row(out, stride, i, reversed, Ops::lo64(a[m], a[8 + m]));
-    Ops::store_row(out, stride, i + 1, reversed, Ops::hi64(a[m], a[8 + m]));
+    Ops::store(out + static_cast<size_t>(i) * stride, Ops::lo64(a[m], a[8 + m]));
+    Ops::store(out + static_cast<size_t>(i + 1) * stride, Ops::hi64(a[m], a[8 + m]));
   }
 }
 #else
-constexpr int kCols = 8, kRun = 8;
+constexpr int kBlockRuns = 8, kBlockBytes = 8;
 // 8x8 bytes in eight little-endian words: swap off-diagonal 4x4, 2x2, then 1x1 blocks.
-inline void transpose_block(const uint8_t* const column[kCols], bool reversed, uint8_t* out, size_t stride) {
+inline void transpose_block(const uint8_t* const run[kBlockRuns], uint8_t* out, size_t stride) {
   static_assert(std::endian::native == std::endian::little,
                 "the 8x8 block transpose assumes little-endian words");
   uint64_t a[8];
-  for (int j = 0; j < 8; ++j) std::memcpy(&a[j], column[j], 8);
+  for (int j = 0; j < 8; ++j) std::memcpy(&a[j], run[j], 8);
   for (int j = 0; j < 4; ++j) {
     const uint64_t t = ((a[j] >> 32) ^ a[j + 4]) & 0x00000000FFFFFFFFull;
     a[j] ^= t << 32;
@@ -374,7 +373,7 @@ inline void transpose_block(const uint8_t* const column[kCols], bool reversed, u
     a[j] ^= t << 8;
     a[j + 1] ^= t;
   }
-  for (int i = 0; i < 8; ++i) std::memcpy(out + static_cast<size_t>(reversed ? 7 - i : i) * stride, &a[i], 8);
+  for (int i = 0; i < 8; ++i) std::memcpy(out + static_cast<size_t>(i) * stride, &a[i], 8);
 }
 #endif
 
@@ -384,15 +383,106 @@ inline void store_fence() {
 #endif
 }
 
-}  // namespace
+// dst[0, 64) = src[0, 64), src 64-byte aligned; with `stream`, dst is too and the line is
+// written with non-temporal stores.
+inline void store_line(uint8_t* dst, const uint8_t* src, bool stream) {
+#if defined(__SSE2__)
+  if (stream) {
+    for (size_t v = 0; v < kLine; v += kVec) stream_vec(dst + v, load_vec(src + v));
+    return;
+  }
+#else
+  (void)stream;
+#endif
+  std::memcpy(dst, src, kLine);
+}
+
+// out (n x n) = a transposing element of the n x n window at `window` (rows `stride` apart):
+// out(y, x) = window(flip_x ? n-1-x : x, flip_y ? n-1-y : y), source row then column.
+//
+// The window is read in bands of 64 source rows, in ascending address order; a band is 64
+// output columns. Per 16 source columns the band's block transposes fill a 16 x 64 tile in
+// L1 (16 output rows, one whole cache line of each), which goes out as 16 lines, with
+// non-temporal stores when every line is whole (n a multiple of 64, out on a line boundary).
+// The next band's rows are prefetched, a slice per tile, while the current one is
+// transposed: source rows are a row apart, where the hardware prefetchers do not follow,
+// and without the prefetch the reads wait on memory. A ragged last band (n % 64 rows) and
+// ragged columns (n % 16) are copied byte by byte. Measured against the previous kernel
+// (staging copy of the window, 64-row output bands) in docs/PERFORMANCE.md, data pipeline.
+//
+// `next`, when not null, is the window the caller transposes next (same stride and size, the
+// sample's next plane): its first band is prefetched during the last band of this one, and
+// `first_prefetched` tells the next call that its first band is on the way.
+void transpose_window(const uint8_t* window, size_t stride, int n, bool flip_x, bool flip_y, uint8_t* out,
+                      bool streaming, const uint8_t* next, bool first_prefetched) {
+  constexpr int kBand = 64, kTileRows = 16;
+  static_assert(kBand % kBlockRuns == 0 && kTileRows % kBlockBytes == 0);
+  const size_t nn = static_cast<size_t>(n);
+  const bool stream = streaming && nn % kLine == 0 && reinterpret_cast<uintptr_t>(out) % kLine == 0;
+  const int bands = n / kBand, blocked_cols = n / kTileRows * kTileRows;
+  alignas(64) uint8_t tile[kTileRows * kBand];
+  auto out_row = [&](int source_col) {
+    return out + static_cast<size_t>(flip_y ? n - 1 - source_col : source_col) * nn;
+  };
+
+  // Prefetch addresses of a band: every line a row's n bytes touch, row by row.
+  const int row_lines = static_cast<int>((nn + kLine - 1) / kLine) + 1;  // +1: the row need not start a line
+  const int band_lines = kBand * row_lines;
+  // (The prefetch itself stays at the call sites: GCC 12 took a lambda holding only a
+  // __builtin_prefetch for a pure function and deleted every call to it.)
+  auto line_address = [&](const uint8_t* base, int band, int line) {
+    const size_t offset = std::min<size_t>(static_cast<size_t>(line % row_lines) * kLine, nn - 1);
+    return base + static_cast<size_t>(band * kBand + line / row_lines) * stride + offset;
+  };
+  if (bands > 0 && !first_prefetched)
+    for (int line = 0; line < band_lines; ++line) __builtin_prefetch(line_address(window, 0, line), 0, 3);
+  const int tiles = blocked_cols / kTileRows,
+            lines_per_tile = tiles > 0 ? (band_lines + tiles - 1) / tiles : 0;
+
+  for (int b = 0; b < bands; ++b) {
+    const int r0 = b * kBand;                     // source rows r0 .. r0 + 63
+    const int x0 = flip_x ? n - r0 - kBand : r0;  // their output columns x0 .. x0 + 63
+    const uint8_t* run[kBand];                    // tile column t holds this source row
+    for (int t = 0; t < kBand; ++t)
+      run[t] = window + static_cast<size_t>(r0 + (flip_x ? kBand - 1 - t : t)) * stride;
+    const bool last = b + 1 == bands;
+    const uint8_t* ahead = last ? next : window;  // the band after this one: b + 1, or next's first
+    const int ahead_band = last ? 0 : b + 1;
+    int prefetched = ahead != nullptr ? 0 : band_lines;
+    for (int c0 = 0; c0 < blocked_cols; c0 += kTileRows) {  // source columns c0 .. c0 + 15
+      for (int i = 0; i < lines_per_tile && prefetched < band_lines; ++i)
+        __builtin_prefetch(line_address(ahead, ahead_band, prefetched++), 0, 3);
+      for (int tb = 0; tb < kBand; tb += kBlockRuns)
+        for (int cb = 0; cb < kTileRows; cb += kBlockBytes) {
+          const uint8_t* block[kBlockRuns];
+          for (int j = 0; j < kBlockRuns; ++j) block[j] = run[tb + j] + c0 + cb;
+          transpose_block(block, tile + cb * kBand + tb, kBand);
+        }
+      for (int i = 0; i < kTileRows; ++i) store_line(out_row(c0 + i) + x0, tile + i * kBand, stream);
+    }
+    for (int c = blocked_cols; c < n; ++c) {
+      uint8_t* d = out_row(c) + x0;
+      for (int t = 0; t < kBand; ++t) d[t] = run[t][c];
+    }
+  }
+  for (int r = bands * kBand; r < n; ++r) {  // the ragged band, a source row at a time
+    const uint8_t* s = window + static_cast<size_t>(r) * stride;
+    const int x = flip_x ? n - 1 - r : r;
+    for (int c = 0; c < n; ++c) out_row(c)[x] = s[c];
+  }
+  if (streaming) store_fence();
+}
 
 // dihedral(k) is a horizontal flip when k & 4, then (k & 3) counter-clockwise quarter turns,
 // so out(p) = window(flip(rot^r(p))) with rot(y, x) = (x, n-1-y), flip(y, x) = (y, n-1-x).
 // Composing these affine maps, the source offset of output (y, x) is origin + y*dy + x*dx
 // with dx in {+1, -1, +width, -width}: output rows are source rows read forwards or
-// backwards, or source columns (dy = +-1).
-void crop_dihedral_plane(const uint8_t* plane, int height, int width, int top, int left, int n, int k,
-                         uint8_t* out, bool streaming) {
+// backwards, or source columns (the transposes, odd k).
+//
+// crop_dihedral_plane, told the next plane the caller crops the same way (or null) and
+// whether this one's first rows were prefetched: see transpose_window.
+void crop_dihedral(const uint8_t* plane, int height, int width, int top, int left, int n, int k, uint8_t* out,
+                   bool streaming, const uint8_t* next_plane, bool first_prefetched) {
   if (k < 0 || k >= kDihedralCount) throw data_error("crop_dihedral: element ", k, " outside 0..7");
   if (n <= 0 || top < 0 || left < 0 || top > height - n || left > width - n)
     throw data_error("crop_dihedral: window ", n, "x", n, " at (", top, ", ", left, ") does not fit in a ",
@@ -409,91 +499,41 @@ void crop_dihedral_plane(const uint8_t* plane, int height, int width, int top, i
   }
   if (k & 4) col = Affine{n - 1 - col.c, -col.cy, -col.cx};
   const size_t nn = static_cast<size_t>(n);
-  int64_t stride = width;
+  const int64_t stride = width;
   const uint8_t* base = plane + static_cast<int64_t>(top) * stride + left;
-  if (row.cx != 0) {
-    // A transpose (see below) reads the window a column at a time. It reads a compact copy
-    // instead: the window's rows copied first into a per-thread buffer of n² bytes
-    // (sequential reads, ascending), so the strided reads hit cache (L2 or L3 by size),
-    // with stride n instead of the plane's. Kept by timing: faster at 768² from 1024²,
-    // neutral at 512² from 768² (docs/PERFORMANCE.md, data pipeline).
-    thread_local std::vector<uint8_t> staging;
-    if (staging.size() < nn * nn) staging.resize(nn * nn);
-    for (int i = 0; i < n; ++i) std::memcpy(staging.data() + i * nn, base + i * stride, nn);
-    base = staging.data();
-    stride = n;
-  }
-  const int64_t dy = row.cy * stride + col.cy, dx = row.cx * stride + col.cx;
-  const uint8_t* window = base + row.c * stride + col.c;
-
-  if (dx == 1 || dx == -1) {  // rows forwards or backwards, taken in ascending source order
-    for (int i = 0; i < n; ++i) {
-      const int y = dy > 0 ? i : n - 1 - i;
-      const uint8_t* s = window + y * dy;
-      if (dx == 1)
-        copy_row(out + y * nn, s, nn, streaming);
-      else
-        copy_row_reversed(out + y * nn, s - (n - 1), nn, streaming);
-    }
-    if (streaming) store_fence();
+  if (row.cx != 0) {  // source row = row.c + row.cx * x, source column = col.c + col.cy * y
+    const uint8_t* next = next_plane ? next_plane + (base - plane) : nullptr;
+    transpose_window(base, static_cast<size_t>(stride), n, row.cx < 0, col.cy < 0, out, streaming, next,
+                     first_prefetched);
     return;
   }
-  // A transpose (dx = +-stride, dy = +-1): output row y is source column y, so a band of
-  // output rows reads a strip of every source row in the window. The band is kBandRows = 64
-  // rows tall so that each source row's strip is a whole cache line, used up by the band's
-  // block transposes while it is in L1 (with shorter bands each line is fetched once per
-  // band). The band is built in a buffer that stays in L2 (square blocks transposed in
-  // registers, the ragged right and bottom edges byte by byte), then copied to out in one
-  // sequential run. The strips of the source rows four blocks ahead are prefetched: the
-  // rows are a row apart, up to a page or more, where the hardware prefetchers do not
-  // follow. Band height, distance and level were chosen by timing (docs/PERFORMANCE.md,
-  // data pipeline).
-  constexpr int kBandRows = 64, kPrefetchCols = 4 * kCols;
-  static_assert(kBandRows % kRun == 0);
-  const bool reversed = dy != 1;
-  const int blocked_x = n / kCols * kCols;
-  const std::unique_ptr<uint8_t[]> band(new uint8_t[static_cast<size_t>(std::min(kBandRows, n)) * nn]);
-  for (int y0 = 0; y0 < n; y0 += kBandRows) {
-    const int rows = std::min(kBandRows, n - y0);
-    const int blocked_y = rows / kRun * kRun;  // band rows covered by whole blocks
-    // The lowest address of a source row's strip: its bytes for output rows y0..y0+rows-1.
-    auto strip = [&](int x) { return window + y0 * dy + x * dx - (reversed ? rows - 1 : 0); };
-    if (blocked_y > 0) {
-      for (int x0 = 0; x0 < blocked_x; x0 += kCols) {
-#if defined(__SSE2__)
-        if (x0 + kPrefetchCols + kCols <= n)
-          for (int j = 0; j < kCols; ++j) {
-            const uint8_t* ahead = strip(x0 + kPrefetchCols + j);
-            _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T1);
-            _mm_prefetch(reinterpret_cast<const char*>(ahead + rows - 1), _MM_HINT_T1);
-          }
-#endif
-        for (int yb = 0; yb < blocked_y; yb += kRun) {
-          const uint8_t* column[kCols];
-          for (int j = 0; j < kCols; ++j) {
-            const uint8_t* first = window + (y0 + yb) * dy + (x0 + j) * dx;  // output row y0 + yb
-            column[j] = reversed ? first - (kRun - 1) : first;
-          }
-          transpose_block(column, reversed, band.get() + static_cast<size_t>(yb) * nn + x0, nn);
-        }
-      }
-    }
-    for (int y = 0; y < rows; ++y) {
-      const int x_start = y < blocked_y ? blocked_x : 0;
-      const uint8_t* s = window + (y0 + y) * dy;
-      uint8_t* d = band.get() + static_cast<size_t>(y) * nn;
-      for (int x = x_start; x < n; ++x) d[x] = s[x * dx];
-    }
-    copy_row(out + static_cast<size_t>(y0) * nn, band.get(), static_cast<size_t>(rows) * nn, streaming);
+  const int64_t dy = row.cy * stride, dx = col.cx;
+  const uint8_t* window = base + row.c * stride + col.c;
+  // Rows forwards (dx = 1) or backwards (dx = -1), taken in ascending source order.
+  for (int i = 0; i < n; ++i) {
+    const int y = dy > 0 ? i : n - 1 - i;
+    const uint8_t* s = window + y * dy;
+    if (dx == 1)
+      copy_row(out + y * nn, s, nn, streaming);
+    else
+      copy_row_reversed(out + y * nn, s - (n - 1), nn, streaming);
   }
   if (streaming) store_fence();
+}
+
+}  // namespace
+
+void crop_dihedral_plane(const uint8_t* plane, int height, int width, int top, int left, int n, int k,
+                         uint8_t* out, bool streaming) {
+  crop_dihedral(plane, height, width, top, left, n, k, out, streaming, nullptr, false);
 }
 
 void crop_dihedral_into(const uint8_t* pixels, int channels, int height, int width, int top, int left, int n,
                         int k, uint8_t* out, bool streaming) {
   const size_t plane = static_cast<size_t>(height) * width, out_plane = static_cast<size_t>(n) * n;
   for (int c = 0; c < channels; ++c)
-    crop_dihedral_plane(pixels + c * plane, height, width, top, left, n, k, out + c * out_plane, streaming);
+    crop_dihedral(pixels + c * plane, height, width, top, left, n, k, out + c * out_plane, streaming,
+                  c + 1 < channels ? pixels + (c + 1) * plane : nullptr, c > 0);
 }
 
 // Element k = R^r F^f (flip first, then r counter-clockwise quarter turns). With

@@ -833,14 +833,20 @@ TEST(CropDihedral, TheConventionOnAThreeByThree) {
   }
 }
 
+namespace {
+// Bytes from p to the next cache-line boundary (0 when p is on one).
+size_t to_cache_line(const uint8_t* p) { return (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64; }
+}  // namespace
+
 TEST(CropDihedral, EveryElementMatchesTheNaiveReferenceOnOddAndBlockSizes) {
-  // Sizes around the kernel's boundaries: 16-column blocks, 16- or 32-row runs, 64-row
-  // bands, the vector width of the row copies; odd and power-of-two source widths; windows
+  // Sizes around the kernel's boundaries: 16-column tiles, 16- or 32-row blocks, 64-row
+  // bands (one and several), the vector width of the row copies; odd and power-of-two source widths; windows
   // at the corners and inside; destinations at every alignment (non-temporal stores need
   // aligned addresses, the kernel copies the unaligned head and tail itself), with guard
   // bytes around them that must stay untouched.
   const std::vector<std::pair<int, int>> planes = {{157, 141}, {256, 256}, {70, 200}};
-  const std::vector<int> sizes = {1, 2, 5, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 66, 97, 128, 129, 141};
+  const std::vector<int> sizes = {1,  2,  5,  15, 16, 17,  31,  32,  33,  47,
+                                  63, 64, 65, 66, 97, 128, 129, 141, 192, 256};
   constexpr size_t kGuard = 40;
   int checked = 0;
   for (auto [height, width] : planes) {
@@ -856,24 +862,27 @@ TEST(CropDihedral, EveryElementMatchesTheNaiveReferenceOnOddAndBlockSizes) {
       for (auto [top, left] : corners)
         for (int k = 0; k < kDihedralCount; ++k) {
           const std::vector<uint8_t> expected = naive_crop_dihedral(plane.data(), width, top, left, n, k);
-          for (bool streaming : {false, true}) {
-            const size_t offset = static_cast<size_t>(checked % 37);  // the destination's alignment
-            std::vector<uint8_t> buffer(kGuard + offset + expected.size() + kGuard, 0xA5);
-            uint8_t* out = buffer.data() + kGuard + offset;
-            crop_dihedral_plane(plane.data(), height, width, top, left, n, k, out, streaming);
-            ASSERT_EQ(std::memcmp(out, expected.data(), expected.size()), 0)
-                << "plane " << height << "x" << width << ", n " << n << " at (" << top << ", " << left
-                << "), k " << k << (streaming ? ", streaming" : "") << ", offset " << offset;
-            for (size_t i = 0; i < kGuard + offset; ++i)
-              ASSERT_EQ(buffer[i], 0xA5) << "wrote before the output";
-            for (size_t i = kGuard + offset + expected.size(); i < buffer.size(); ++i)
-              ASSERT_EQ(buffer[i], 0xA5) << "wrote after the output";
-            ++checked;
-          }
+          for (bool streaming : {false, true})
+            // The destination on a cache line (the loader's batches are; with n a multiple of
+            // 64 the transposes then stream whole lines) and 1..37 bytes after one.
+            for (size_t offset : {size_t{0}, 1 + static_cast<size_t>(checked % 37)}) {
+              std::vector<uint8_t> buffer(kGuard + 64 + offset + expected.size() + kGuard, 0xA5);
+              const size_t start = kGuard + to_cache_line(buffer.data() + kGuard) + offset;
+              uint8_t* out = buffer.data() + start;
+              crop_dihedral_plane(plane.data(), height, width, top, left, n, k, out, streaming);
+              ASSERT_EQ(std::memcmp(out, expected.data(), expected.size()), 0)
+                  << "plane " << height << "x" << width << ", n " << n << " at (" << top << ", " << left
+                  << "), k " << k << (streaming ? ", streaming" : "") << ", " << offset
+                  << " bytes after a cache line";
+              for (size_t i = 0; i < start; ++i) ASSERT_EQ(buffer[i], 0xA5) << "wrote before the output";
+              for (size_t i = start + expected.size(); i < buffer.size(); ++i)
+                ASSERT_EQ(buffer[i], 0xA5) << "wrote after the output";
+              ++checked;
+            }
         }
     }
   }
-  EXPECT_GT(checked, 1000);
+  EXPECT_GT(checked, 2000);
 }
 
 TEST(CropDihedral, ChannelsAndTheImageFunctionsAgree) {
