@@ -15,6 +15,7 @@ packages=(
   libpng-dev libdeflate-dev          # PNG reading and writing (data/png.cpp)
   libtiff-dev libstb-dev             # TIFF (libtiff) and JPEG (stb_image) reading
   python3-pil python3-tifffile       # reader tests against files written by other tools, PIL benchmark
+  python3-png libtiff-tools          # ... interlaced PNGs (pypng) and YCbCr JPEG-in-TIFF (tiffcp)
   clang libclang-rt-14-dev libomp-dev  # libFuzzer builds of the readers (scripts/fuzz.sh)
 )
 

@@ -1,7 +1,7 @@
 // data/ I/O: the Kaggle CSV files and DatasetIndex, the PNG/JPEG/TIFF readers (against files
-// written by PIL and tifffile through tools/make_test_images.py), the PNG writer, the
-// transforms, the synthetic generator, dataset stats and every bad-input case (errors
-// must name the file and, for CSVs, the line).
+// written by PIL, tifffile, pypng and tiffcp through tools/make_test_images.py), the PNG
+// writer, the transforms, the synthetic generator, dataset stats and every bad-input case
+// (errors must name the file and, for CSVs, the line).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -247,7 +247,8 @@ class OtherTools : public ::testing::Test {
     std::string reason;
     refs_ = &references(dir_, reason);
     if (!reason.empty())
-      GTEST_SKIP() << "reference images unavailable (python3 with numpy, PIL, tifffile): " << reason;
+      GTEST_SKIP() << "reference images unavailable (python3 with numpy, PIL, tifffile, pypng; tiffcp): "
+                   << reason;
   }
   static void TearDownTestSuite() {
     std::string dir, reason;
@@ -295,6 +296,21 @@ TEST_F(OtherTools, EveryReferenceDecodesToTheWrittenSamples) {
     seen_kinds.insert(r.name.substr(r.name.rfind('.')));
   }
   EXPECT_EQ(seen_kinds, (std::set<std::string>{".png", ".jpg", ".tif"}));
+}
+
+TEST_F(OtherTools, InterlacedPngsAndYcbcrJpegTiffAreAmongTheReferences) {
+  // The cases only one writer here produces: the loop above covers them only while they are
+  // in the manifest.
+  std::set<std::string> names;
+  for (const Reference& r : *refs_) names.insert(r.name);
+  for (const char* name : {"pypng_gray8_interlaced.png", "pypng_gray16_interlaced.png",
+                           "pypng_rgb8_interlaced.png", "tiffcp_ycbcr_jpeg.tif"})
+    EXPECT_TRUE(names.count(name)) << name;
+  // An interlaced 8-bit gray file is not for the fast path; the decoder hands it to libpng.
+  const std::string name = "pypng_gray8_interlaced.png";
+  const std::vector<uint8_t> bytes = read_file_bytes(dir_ + "/" + name);
+  EXPECT_EQ(decode_png_memory(bytes.data(), bytes.size(), name).samples8,
+            decode_png_memory_libpng(bytes.data(), bytes.size(), name).samples8);
 }
 
 TEST_F(OtherTools, FastPngPathMatchesLibpng) {
@@ -997,8 +1013,7 @@ int run_hpa_data(const std::string& args, std::string& output) {
 
 TEST(HpaDataProgram, SynthStatsAndErrors) {
   std::string out;
-  if (run_hpa_data("--help", out) < 0)
-    GTEST_SKIP() << "hpa_data not built in " << HPA_BUILD_DIR;
+  if (run_hpa_data("--help", out) < 0) GTEST_SKIP() << "hpa_data not built in " << HPA_BUILD_DIR;
   EXPECT_NE(out.find("synth"), std::string::npos);
   TempDir dir;
   const std::string data = dir.file("synth");

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes reference images with other tools (PIL, tifffile, numpy) for tests/test_data_io.cpp.
+"""Writes reference images with other tools (PIL, tifffile, numpy, pypng, libtiff's tiffcp) for
+tests/test_data_io.cpp.
 
 usage: make_test_images.py OUT_DIR
 
@@ -7,18 +8,25 @@ For every image OUT_DIR/<name> it writes OUT_DIR/<name>.raw, the exact samples t
 into the file (or, for lossy JPEG, what PIL decodes from it), interleaved height x width x
 channels, little-endian, and one line in OUT_DIR/manifest.txt:
     <name> <width> <height> <channels> <bits> <exact|lossy>
-Exits with status 3 and a message on stderr when numpy, PIL or tifffile is missing, so the
-C++ test can skip instead of fail.
+Exits with status 3 and a message on stderr when numpy, PIL, tifffile or pypng (Debian:
+python3-png) is missing, or tiffcp (Debian: libtiff-tools), so the C++ test can skip instead
+of fail. scripts/setup.sh installs them all.
 """
 import os
+import shutil
+import subprocess
 import sys
 
 try:
     import numpy as np
     from PIL import Image
+    import png  # pypng: the one writer here of interlaced (Adam7) PNGs
     import tifffile
 except ImportError as error:  # the C++ test turns this into a skip
     print(f"make_test_images.py: missing Python module: {error.name}", file=sys.stderr)
+    sys.exit(3)
+if shutil.which("tiffcp") is None:
+    print("make_test_images.py: tiffcp (libtiff-tools) not found", file=sys.stderr)
     sys.exit(3)
 
 WIDTH, HEIGHT = 53, 37  # odd sizes: partial tiles, partial strips, odd rows
@@ -78,6 +86,19 @@ def main():
     p.save(os.path.join(out, "pil_palette.png"))
     record("pil_palette.png", np.asarray(p.convert("RGB")))
 
+    # Interlaced (Adam7) PNG through pypng: seven passes of partial sizes at 53 x 37.
+    def interlaced(name, array, **kwargs):
+        rows = array.reshape(array.shape[0], -1)
+        with open(os.path.join(out, name), "wb") as f:
+            png.Writer(array.shape[1], array.shape[0], interlace=True, **kwargs).write(f, rows.tolist())
+        with open(os.path.join(out, name), "rb") as f:
+            assert f.read(29)[28] == 1, name + " is not interlaced"  # IHDR's interlace method
+        record(name, array)
+
+    interlaced("pypng_gray8_interlaced.png", gray8, greyscale=True, bitdepth=8)
+    interlaced("pypng_gray16_interlaced.png", gray16, greyscale=True, bitdepth=16)
+    interlaced("pypng_rgb8_interlaced.png", rgb8, greyscale=False, bitdepth=8)
+
     # JPEG through PIL (libjpeg): lossy, so the reference is PIL's own decode of the file.
     smooth = ((np.mgrid[0:HEIGHT, 0:WIDTH][1] * 4 + np.mgrid[0:HEIGHT, 0:WIDTH][0] * 3) % 256).astype(np.uint8)
     Image.fromarray(smooth, "L").save(os.path.join(out, "pil_gray.jpg"), quality=95)
@@ -110,6 +131,19 @@ def main():
     record("pil_gray8_lzw.tif", gray8)
     Image.fromarray(gray8, "L").save(os.path.join(out, "pil_gray8_packbits.tif"), compression="packbits")
     record("pil_gray8_packbits.tif", gray8)
+
+    # JPEG-in-TIFF as YCbCr (2x2 chroma subsampling): what tiffcp writes from an RGB TIFF with
+    # -c jpeg. Lossy, so the reference is PIL's decode. Checked to be YCbCr: PIL itself writes
+    # JPEG-in-TIFF as RGB, which would not exercise the reader's YCbCr conversion.
+    smooth_tif = os.path.join(out, "smooth_rgb.tif")
+    tifffile.imwrite(smooth_tif, smooth_rgb, photometric="rgb")
+    ycbcr = os.path.join(out, "tiffcp_ycbcr_jpeg.tif")
+    subprocess.run(["tiffcp", "-c", "jpeg:95", smooth_tif, ycbcr], check=True)
+    os.remove(smooth_tif)
+    with tifffile.TiffFile(ycbcr) as t:
+        page = t.pages[0]
+        assert page.photometric == 6 and page.compression == 7, (page.photometric, page.compression)
+    record("tiffcp_ycbcr_jpeg.tif", np.asarray(Image.open(ycbcr).convert("RGB")), "lossy")
 
     # Unsupported on purpose: 32-bit float samples must be refused with a clear error.
     tifffile.imwrite(os.path.join(out, "unsupported_float32.tif"), gray8.astype(np.float32))
