@@ -23,7 +23,9 @@ int pack(int argc, char** argv) {
         "  --transposed-copy also stores each sample's planes transposed: the file (and the page\n"
         "  cache it takes) doubles, and in exchange the loader copies every random dihedral element\n"
         "  as whole rows, reading one of the two copies (the transposing elements otherwise run\n"
-        "  at a fraction of copy speed). Batches are bit-identical to those of a plain pack.\n");
+        "  at about 2/3 of copy speed). Measured on 2 cores: batches up to ~20%% faster with two\n"
+        "  loader threads, no faster with one (docs/PERFORMANCE.md). Batches are bit-identical\n"
+        "  to those of a plain pack.\n");
     return 0;
   }
   const std::string dir = args.required("data");
