@@ -702,6 +702,32 @@ TEST(Transforms, BilinearWhenGrowing) {
   EXPECT_DATA_ERROR(resize(x, 0, 2), "resize");
 }
 
+TEST(Transforms, JitterPlaneIsTheDocumentedFormula) {
+  // jitter_plane's mean comes from a vectorized byte sum (whole registers, then a tail): at
+  // sizes around the register widths and large enough for big sums, every byte must equal
+  // clamp(floor(contrast * (v - mean) + mean + 255 * brightness + 0.5)) with the mean summed
+  // here byte by byte.
+  Rng rng(77);
+  for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{17}, size_t{31}, size_t{32},
+                   size_t{33}, size_t{95}, size_t{1000}, size_t{512 * 512 + 7}}) {
+    std::vector<uint8_t> plane(n + 1);
+    for (auto& v : plane) v = static_cast<uint8_t>(rng.below(256));
+    for (auto [contrast, brightness] : {std::pair{1.0, 0.0}, std::pair{0.8, 0.05}, std::pair{1.3, -0.1}}) {
+      std::vector<uint8_t> got = plane;
+      jitter_plane(got.data(), n, contrast, brightness);
+      uint64_t sum = 0;
+      for (size_t i = 0; i < n; ++i) sum += plane[i];
+      const double mean = n ? static_cast<double>(sum) / static_cast<double>(n) : 0.0;
+      for (size_t i = 0; i < n; ++i) {
+        const double v = std::floor(contrast * (plane[i] - mean) + mean + 255.0 * brightness + 0.5);
+        ASSERT_EQ(got[i], static_cast<uint8_t>(std::clamp(v, 0.0, 255.0)))
+            << "n " << n << ", byte " << i << ", contrast " << contrast << ", brightness " << brightness;
+      }
+      ASSERT_EQ(got[n], plane[n]) << "wrote past the plane, n " << n;
+    }
+  }
+}
+
 TEST(Transforms, JitterNormalizeAndAugmentAreDeterministic) {
   const Image x = pattern_image(4, 16, 16, 11);
   Image a = x, b = x, c = x;
