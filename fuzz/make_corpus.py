@@ -6,7 +6,10 @@ start from deep inside the formats: PNG (8/16-bit gray, RGB, gray+alpha, palette
 filter type), TIFF (strips and tiles, none/deflate/PackBits compression, 8/16-bit, RGB,
 both byte orders, separate planes), CSV (train, submission, groups; CRLF; a bad label) and
 packs (the layout of data/pack.h with its XXH64 checksums; test_data_pipe reads one back as
-an independent check of the format). Re-run after a format change:
+an independent check of the format), and interlaced (Adam7) PNGs. One seed is not written
+here: tiff/ycbcr_jpeg_16x8.tif, a YCbCr JPEG-in-TIFF made by libtiff's tools
+(`tiffcp -c jpeg:90` of a 16x8 RGB TIFF), since JPEG needs more than the standard library.
+Re-run after a format change:
     python3 fuzz/make_corpus.py
 The files with hexadecimal names are inputs libFuzzer found that add coverage, folded in with
 `scripts/fuzz.sh --merge` (which keeps only small ones).
@@ -37,11 +40,33 @@ def png(width, height, depth, color, rows, palette=None):
     return out + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def png_interlaced(width, height, depth, color, rows, pixel_bytes):
+    """Adam7: the seven passes' sub-images one after another (a pass with no pixels has no
+    rows), each row with its own filter byte, 0..4 in turn."""
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 1))
+    raw, n = b"", 0
+    for x0, y0, dx, dy in ADAM7:
+        columns = range(x0, width, dx)
+        if not columns:
+            continue
+        for y in range(y0, height, dy):
+            line = b"".join(rows[y][x * pixel_bytes:(x + 1) * pixel_bytes] for x in columns)
+            raw += bytes([n % 5]) + line
+            n += 1
+    return out + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
 save("png", "gray8_8x8.png", png(8, 8, 8, 0, [bytes((x * 30 + y * 7) % 256 for x in range(8)) for y in range(8)]))
 save("png", "gray16_4x4.png", png(4, 4, 16, 0, [b"".join(struct.pack(">H", (x * 9000 + y * 300) % 65536) for x in range(4)) for y in range(4)]))
 save("png", "rgb8_4x3.png", png(4, 3, 8, 2, [bytes((x * 40 + c * 80 + y) % 256 for x in range(4) for c in range(3)) for y in range(3)]))
 save("png", "gray_alpha8_3x3.png", png(3, 3, 8, 4, [bytes((x * 50 + c * 200) % 256 for x in range(3) for c in range(2)) for y in range(3)]))
 save("png", "palette4_4x2.png", png(4, 2, 4, 3, [bytes([0x01, 0x23]) for _ in range(2)], palette=bytes(range(48))))
+save("png", "gray8_adam7_7x5.png", png_interlaced(7, 5, 8, 0, [bytes((x * 31 + y * 9) % 256 for x in range(7)) for y in range(5)], 1))
+save("png", "gray16_adam7_3x3.png", png_interlaced(3, 3, 16, 0, [b"".join(struct.pack(">H", (x * 7000 + y * 500) % 65536) for x in range(3)) for y in range(3)], 2))
+save("png", "rgb8_adam7_5x3.png", png_interlaced(5, 3, 8, 2, [bytes((x * 40 + c * 80 + y) % 256 for x in range(5) for c in range(3)) for y in range(3)], 3))
 save("png", "truncated.png", png(8, 8, 8, 0, [bytes(8)] * 8)[:60])
 
 
