@@ -24,13 +24,19 @@
 // samples whose element did not need them; the copy baselines would not pay for those.)
 //
 // The copy baselines: "memcpy" copies the same bytes per sample (4 x crop² from the start
-// of the sample in the mapping, one std::memcpy) into the same ring of batch buffers, in the
-// epoch's order, split across the same number of threads (for the transposed-copy pack,
+// of the sample in the mapping, one std::memcpy) into the same ring of batch buffers, in
+// the epoch's order, split across the same number of threads (for the transposed-copy pack,
 // from that pack's samples, whose stride is twice as long); "stream copy" is the same with
 // non-temporal stores (glibc's memcpy uses them only for copies larger than ~3/4 of the
-// cache, not for one 1-2 MB sample). The machine is shared: every figure is the median of
-// --rounds rounds, with the spread (min-max), and the pack/baseline ratios are taken within
-// each round.
+// cache, not for one 1-2 MB sample); "memcpy of a window" copies what the pack path must
+// read, a random crop window of each plane, one std::memcpy per row (rows crop bytes long,
+// a plane's width apart, so the hardware also fetches lines between them). The machine is
+// shared, and the memory bandwidth one core gets can move by a third from one second to the
+// next, so for each (crop, threads) the seven configurations (the three copies, pack, pack
+// crop only, and the transposed-copy pack with its memcpy) take turns, one epoch each, the
+// order rotating every turn, for --rounds x max(--epochs, 4) turns: each pack/baseline
+// ratio compares epochs run back to back, and every figure is the median over the turns
+// with the spread (min-max). The other sections repeat their measurements --rounds times.
 //
 //   bench_loader [--samples N] [--pack-samples M] [--epochs E] [--rounds R] [--keep DIR]
 //                [--no-png] [--no-extras]
@@ -43,7 +49,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <string>
 #include <thread>
@@ -128,6 +136,8 @@ struct Ring {
       std::memset(s, 0, image_bytes * kBatch);
     }
   }
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
   ~Ring() {
     for (auto* s : slots) std::free(s);
   }
@@ -138,11 +148,22 @@ struct Ring {
   size_t bytes;
 };
 
-// The copy baselines (see the header comment): images/s over `epochs` epochs after a warm-up.
-double copy_images_per_second(const PackReader& pack, int crop, int threads, int epochs, bool streaming) {
-  const size_t bytes = static_cast<size_t>(kNumChannels) * crop * crop;
-  Ring ring(bytes, threads);
-  auto run = [&](int64_t epoch) {
+// The copy baselines (see the header comment), one epoch per call: images copied.
+enum class Copy {
+  memcpy,         // 4 x crop² contiguous bytes from the sample's start, one std::memcpy
+  stream,         // the same with non-temporal stores
+  window_memcpy,  // a random crop window of each plane, one std::memcpy per row
+};
+struct CopyEpochs {
+  CopyEpochs(const PackReader& pack_, int crop_, int threads_, Copy how_)
+      : pack(pack_),
+        crop(crop_),
+        threads(threads_),
+        how(how_),
+        ring(static_cast<size_t>(kNumChannels) * crop_ * crop_, threads_) {}
+  int64_t operator()(int64_t epoch) const {
+    const size_t bytes = static_cast<size_t>(kNumChannels) * crop * crop;
+    const int s = pack.size();
     EpochPlanOptions plan_options;
     plan_options.seed = 1;
     plan_options.epoch = epoch;
@@ -151,11 +172,23 @@ double copy_images_per_second(const PackReader& pack, int crop, int threads, int
     auto work = [&](int t) {
       for (int64_t b = t; b < batches; b += threads)
         for (int k = 0; k < kBatch && b * kBatch + k < static_cast<int64_t>(plan.size()); ++k) {
-          const uint8_t* src = pack.image(plan[static_cast<size_t>(b * kBatch + k)].sample);
-          if (streaming)  // the identity on 4 contiguous crop x crop planes: one streamed run
-            crop_dihedral_into(src, kNumChannels, crop, crop, 0, 0, crop, 0, ring.image(b, k), true);
-          else
-            std::memcpy(ring.image(b, k), src, bytes);
+          const int64_t i = b * kBatch + k;
+          const uint8_t* src = pack.image(plan[static_cast<size_t>(i)].sample);
+          uint8_t* dst = ring.image(b, k);
+          if (how == Copy::memcpy) {
+            std::memcpy(dst, src, bytes);
+          } else if (how == Copy::stream) {  // the identity on 4 contiguous crop x crop planes
+            crop_dihedral_into(src, kNumChannels, crop, crop, 0, 0, crop, 0, dst, true);
+          } else {
+            Rng rng(static_cast<uint64_t>(epoch) * 1000003u + static_cast<uint64_t>(i));
+            const int top = static_cast<int>(rng.range(0, s - crop)),
+                      left = static_cast<int>(rng.range(0, s - crop));
+            for (int c = 0; c < kNumChannels; ++c)
+              for (int y = 0; y < crop; ++y)
+                std::memcpy(dst + (static_cast<size_t>(c) * crop + y) * crop,
+                            src + (static_cast<size_t>(c) * s + top + y) * s + left,
+                            static_cast<size_t>(crop));
+          }
         }
     };
     std::vector<std::thread> pool;
@@ -163,13 +196,25 @@ double copy_images_per_second(const PackReader& pack, int crop, int threads, int
     work(0);
     for (auto& th : pool) th.join();
     return static_cast<int64_t>(plan.size());
-  };
-  run(0);
-  const auto start = Clock::now();
-  int64_t images = 0;
-  for (int e = 1; e <= epochs; ++e) images += run(e);
-  return static_cast<double>(images) / seconds_since(start);
-}
+  }
+  const PackReader& pack;
+  int crop, threads;
+  Copy how;
+  Ring ring;
+};
+
+// A loader kept across epochs, one epoch per call: images delivered.
+struct LoaderEpochs {
+  LoaderEpochs(const std::shared_ptr<const SampleSource>& source, const LoaderOptions& options)
+      : loader(std::make_unique<Loader>(source, options)) {}
+  int64_t operator()(int64_t epoch) const {
+    int64_t images = 0;
+    loader->start_epoch(epoch);
+    while (Batch batch = loader->next()) images += batch.size();
+    return images;
+  }
+  std::unique_ptr<Loader> loader;
+};
 
 // The kernel alone, one thread: dihedral element k of a random crop of each sample, in the
 // epoch's order, into the ring. Images/s.
@@ -281,8 +326,10 @@ int main(int argc, char** argv) {
   std::printf("machine: %u hardware threads; load average at start %s\n", std::thread::hardware_concurrency(),
               load_average().c_str());
   std::printf("memcpy of 256 MiB buffers: %.1f GB/s (best of 5)\n", memcpy_bandwidth_gbs());
-  std::printf("batch %d; %d rounds; figures: median (min-max) over rounds; ratios taken within a round\n",
-              kBatch, rounds);
+  std::printf(
+      "batch %d; %d rounds; figures: median (min-max); loader vs copies: over %d turns of one epoch\n"
+      "each, ratios taken within a turn (see the header comment)\n",
+      kBatch, rounds, rounds * std::max(epochs, 4));
 
   struct Config {
     int file_size, pack_size, crop;
@@ -345,53 +392,73 @@ int main(int argc, char** argv) {
   }
 
   // ---- loader vs the copies of the same bytes ------------------------------------------
+  // Per (crop, threads): every configuration is built once and runs a warm-up epoch, then
+  // they take turns, one epoch each (the order rotating by one each turn), for rounds x
+  // pack_epochs turns. Ratios are taken within a turn, between epochs run back to back.
   // key: (crop, threads, what)
   std::map<std::tuple<int, int, std::string>, Stat> stats;
-  const int pack_epochs = std::max(epochs, 4);
-  for (int round = 0; round < rounds; ++round) {
-    for (const Prepared& p : prepared)
-      for (int threads : {1, 2}) {
-        auto key = [&](const char* what) { return std::make_tuple(p.c.crop, threads, std::string(what)); };
-        auto source = std::make_shared<const PackSource>(p.pack);
-        LoaderOptions o = training_options(p.c.crop, threads);
-        const double copy = copy_images_per_second(*p.pack, p.c.crop, threads, pack_epochs, false);
-        const double stream = copy_images_per_second(*p.pack, p.c.crop, threads, pack_epochs, true);
-        const double loader = images_per_second(source, o, pack_epochs);
-        o.dihedral = false;
-        const double crop_only = images_per_second(source, o, pack_epochs);
-        stats[key("memcpy")].add(copy);
-        stats[key("stream")].add(stream);
-        stats[key("pack")].add(loader);
-        stats[key("pack crop only")].add(crop_only);
-        stats[key("pack/memcpy")].add(loader / copy);
-        stats[key("pack/stream")].add(loader / stream);
-        stats[key("crop only/memcpy")].add(crop_only / copy);
-        // The transposed-copy pack, crop + dihedral, next to the memcpy of its own bytes.
-        o.dihedral = true;
-        const double copy_t =
-            copy_images_per_second(*p.transposed_pack, p.c.crop, threads, pack_epochs, false);
-        const double loader_t =
-            images_per_second(std::make_shared<const PackSource>(p.transposed_pack), o, pack_epochs);
-        stats[key("memcpy T")].add(copy_t);
-        stats[key("pack T")].add(loader_t);
-        stats[key("pack T/memcpy T")].add(loader_t / copy_t);
-        stats[key("pack T/pack")].add(loader_t / loader);
-        if (png && round == 0) {  // decode-bound and slow: one round
-          stats[key("png")].add(images_per_second(p.png, o, epochs));
+  const int pack_epochs = std::max(epochs, 4), turns = rounds * pack_epochs;
+  for (const Prepared& p : prepared)
+    for (int threads : {1, 2}) {
+      auto key = [&](const std::string& what) { return std::make_tuple(p.c.crop, threads, what); };
+      auto source = std::make_shared<const PackSource>(p.pack);
+      LoaderOptions o = training_options(p.c.crop, threads);
+      LoaderOptions crop_only = o;
+      crop_only.dihedral = false;
+      struct Run {
+        const char* what;
+        std::function<int64_t(int64_t)> epoch;
+      };
+      // (std::function copies its target, and the runners own buffers and threads: share them.)
+      auto shared = [](auto held) {
+        return std::function<int64_t(int64_t)>([held](int64_t e) { return (*held)(e); });
+      };
+      const std::vector<Run> runs = {
+          {"memcpy", shared(std::make_shared<CopyEpochs>(*p.pack, p.c.crop, threads, Copy::memcpy))},
+          {"stream", shared(std::make_shared<CopyEpochs>(*p.pack, p.c.crop, threads, Copy::stream))},
+          {"window memcpy",
+           shared(std::make_shared<CopyEpochs>(*p.pack, p.c.crop, threads, Copy::window_memcpy))},
+          {"pack", shared(std::make_shared<LoaderEpochs>(source, o))},
+          {"pack crop only", shared(std::make_shared<LoaderEpochs>(source, crop_only))},
+          // The transposed-copy pack, crop + dihedral, next to the memcpy of its own bytes.
+          {"memcpy T",
+           shared(std::make_shared<CopyEpochs>(*p.transposed_pack, p.c.crop, threads, Copy::memcpy))},
+          {"pack T",
+           shared(std::make_shared<LoaderEpochs>(std::make_shared<const PackSource>(p.transposed_pack), o))},
+      };
+      for (const Run& r : runs) r.epoch(0);
+      for (int turn = 0; turn < turns; ++turn) {
+        std::map<std::string, double> rate;
+        for (size_t i = 0; i < runs.size(); ++i) {
+          const Run& r = runs[(i + static_cast<size_t>(turn)) % runs.size()];
+          const auto start = Clock::now();
+          const int64_t images = r.epoch(1 + turn);
+          rate[r.what] = static_cast<double>(images) / seconds_since(start);
+          stats[key(r.what)].add(rate[r.what]);
         }
+        stats[key("pack/memcpy")].add(rate["pack"] / rate["memcpy"]);
+        stats[key("pack/stream")].add(rate["pack"] / rate["stream"]);
+        stats[key("crop only/memcpy")].add(rate["pack crop only"] / rate["memcpy"]);
+        stats[key("pack/window memcpy")].add(rate["pack"] / rate["window memcpy"]);
+        stats[key("crop only/window memcpy")].add(rate["pack crop only"] / rate["window memcpy"]);
+        stats[key("pack T/memcpy T")].add(rate["pack T"] / rate["memcpy T"]);
+        stats[key("pack T/pack")].add(rate["pack T"] / rate["pack"]);
       }
-    std::fprintf(stderr, "bench_loader: round %d of %d done (load %s)\n", round + 1, rounds,
-                 load_average().c_str());
-  }
+      if (png) {  // decode-bound and slow: one measurement
+        stats[key("png")].add(images_per_second(p.png, o, epochs));
+      }
+      std::fprintf(stderr, "bench_loader: %d² with %d thread%s done (load %s)\n", p.c.crop, threads,
+                   threads > 1 ? "s" : "", load_average().c_str());
+    }
   std::printf("\n+T: the pack with the transposed copy; its memcpy copies from its own samples\n");
-  std::printf("%-5s %-7s %-30s %-22s %-10s\n", "crop", "threads", "what", "images/s", "GB/s out");
+  std::printf("%-5s %-7s %-33s %-22s %-10s\n", "crop", "threads", "what", "images/s", "GB/s out");
   for (const Prepared& p : prepared)
     for (int threads : {1, 2}) {
       const double bytes = 4.0 * p.c.crop * p.c.crop;
       auto row = [&](const std::string& what, const std::string& label) {
         const auto it = stats.find(std::make_tuple(p.c.crop, threads, what));
         if (it == stats.end()) return;
-        std::printf("%-5d %-7d %-30s %-22s %-10.2f\n", p.c.crop, threads, label.c_str(),
+        std::printf("%-5d %-7d %-33s %-22s %-10.2f\n", p.c.crop, threads, label.c_str(),
                     fmt(it->second).c_str(), it->second.median() * bytes / 1e9);
       };
       const std::string ps = std::to_string(p.c.pack_size) + "²";
@@ -400,11 +467,12 @@ int main(int argc, char** argv) {
       row("pack crop only", "pack " + ps + " crop only");
       row("memcpy", "memcpy, same bytes");
       row("stream", "stream copy, same bytes");
+      row("window memcpy", "memcpy of a window, by rows");
       row("pack T", "pack " + ps + "+T crop+dihedral");
       row("memcpy T", "memcpy, same bytes, +T pack");
-      for (const char* r :
-           {"pack/memcpy", "crop only/memcpy", "pack/stream", "pack T/memcpy T", "pack T/pack"})
-        std::printf("%-5d %-7d %-30s %-22s\n", p.c.crop, threads, (std::string("  ratio ") + r).c_str(),
+      for (const char* r : {"pack/memcpy", "crop only/memcpy", "pack/stream", "pack/window memcpy",
+                            "crop only/window memcpy", "pack T/memcpy T", "pack T/pack"})
+        std::printf("%-5d %-7d %-33s %-22s\n", p.c.crop, threads, (std::string("  ratio ") + r).c_str(),
                     fmt(stats[std::make_tuple(p.c.crop, threads, std::string(r))], "%.2f").c_str());
     }
 
