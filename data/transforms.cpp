@@ -242,10 +242,10 @@ void copy_row(uint8_t* dst, const uint8_t* src, size_t len, bool streaming) {
 #if defined(__SSE2__)
   if (streaming && len >= 2 * kLine) {
     size_t i = to_line(dst);  // ordinary stores up to the first line boundary
-    std::memcpy(dst, src, i);
+    if (i > 0) std::memcpy(dst, src, i);
     for (; i + kLine <= len; i += kLine)
       for (size_t v = 0; v < kLine; v += kVec) stream_vec(dst + i + v, load_vec(src + i + v));
-    std::memcpy(dst + i, src + i, len - i);
+    if (i < len) std::memcpy(dst + i, src + i, len - i);  // (no call per row when the row is whole lines)
     return;
   }
 #endif
@@ -512,8 +512,27 @@ void crop_dihedral(const uint8_t* plane, int height, int width, int top, int lef
   }
   const int64_t dy = row.cy * stride, dx = col.cx;
   const uint8_t* window = base + row.c * stride + col.c;
-  // Rows forwards (dx = 1) or backwards (dx = -1), taken in ascending source order.
+  // Rows forwards (dx = 1) or backwards (dx = -1), taken in ascending source order: step i
+  // copies the window's source row i. kRowsAhead steps ahead, a row is prefetched together
+  // with the bytes before it back to the end of the row above (outside the window): the reads
+  // become one ascending run of lines instead of a run per row, which the hardware prefetchers
+  // break off at every page (the window's rows are a plane's width apart). 1.0-1.2x for the
+  // row copies in a scratch A/B (docs/PERFORMANCE.md). The last steps prefetch the first
+  // rows of the sample's next plane.
+  constexpr int kRowsAhead = 4;
+  const uint8_t* next = next_plane ? next_plane + (base - plane) : nullptr;
+  const size_t gap = static_cast<size_t>(stride) - nn;
   for (int i = 0; i < n; ++i) {
+    const int a = i + kRowsAhead;
+    const uint8_t* ahead = a < n                          ? base + a * stride
+                           : next != nullptr && a - n < n ? next + (a - n) * stride
+                                                          : nullptr;
+    if (ahead != nullptr) {
+      // (At its call site: GCC 12 deletes a __builtin_prefetch wrapped in a small lambda.)
+      for (const uint8_t* p = ahead - (a == n ? 0 : gap); p < ahead + nn; p += kLine)
+        __builtin_prefetch(p, 0, 3);
+      __builtin_prefetch(ahead + nn - 1, 0, 3);
+    }
     const int y = dy > 0 ? i : n - 1 - i;
     const uint8_t* s = window + y * dy;
     if (dx == 1)
