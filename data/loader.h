@@ -31,9 +31,9 @@
 //    for a transposing element k (odd k) the crop step reads the transposed planes instead,
 //    with the window's top and left swapped and the element k' = dihedral_compose(
 //    kDihedralTranspose, k), which keeps rows. The output is bit-identical to the plain
-//    pack's (the same draws, the same bytes); only the copy differs (since the transposes'
-//    span prefetch, no longer measurably faster on 2 cores: docs/PERFORMANCE.md). Not after
-//    a resize (the resized image has no transposed copy).
+//    pack's (the same draws, the same bytes); only the copy is faster (1.03-1.22x on 2
+//    cores, docs/PERFORMANCE.md). Not after a resize (the resized image has no transposed
+//    copy).
 #pragma once
 
 #include <atomic>

@@ -22,10 +22,10 @@ int pack(int argc, char** argv) {
         "  renamed, so FILE is complete or absent. --verify reopens it and checks every checksum.\n"
         "  --transposed-copy also stores each sample's planes transposed: the file (and the page\n"
         "  cache it takes) doubles, and in exchange the loader copies every random dihedral element\n"
-        "  as whole rows, reading one of the two copies. Since the transposes were sped up it\n"
-        "  buys little on 2 cores: 0.85-1.12x the plain pack's batches per second (median 1.03)\n"
-        "  (docs/PERFORMANCE.md); kept for machines where the transposes lag further. Batches\n"
-        "  are bit-identical to those of a plain pack.\n");
+        "  as whole rows, reading one of the two copies (the transposing elements otherwise run\n"
+        "  at 0.7-0.9 of a row copy). Measured on 2 cores: batches 1.03-1.22x as fast as from a\n"
+        "  plain pack, at memory-copy speed with one or two loader threads (docs/PERFORMANCE.md).\n"
+        "  Batches are bit-identical to those of a plain pack.\n");
     return 0;
   }
   const std::string dir = args.required("data");
