@@ -504,8 +504,8 @@ void crop_dihedral(const uint8_t* plane, int height, int width, int top, int lef
   const size_t nn = static_cast<size_t>(n);
   const int64_t stride = width;
   const uint8_t* base = plane + static_cast<int64_t>(top) * stride + left;
+  const uint8_t* next = next_plane ? next_plane + (base - plane) : nullptr;  // the same window there
   if (row.cx != 0) {  // source row = row.c + row.cx * x, source column = col.c + col.cy * y
-    const uint8_t* next = next_plane ? next_plane + (base - plane) : nullptr;
     transpose_window(base, static_cast<size_t>(stride), n, row.cx < 0, col.cy < 0, out, streaming, next,
                      first_prefetched);
     return;
@@ -520,7 +520,6 @@ void crop_dihedral(const uint8_t* plane, int height, int width, int top, int lef
   // row copies in a scratch A/B (docs/PERFORMANCE.md). The last steps prefetch the first
   // rows of the sample's next plane.
   constexpr int kRowsAhead = 4;
-  const uint8_t* next = next_plane ? next_plane + (base - plane) : nullptr;
   const size_t gap = static_cast<size_t>(stride) - nn;
   for (int i = 0; i < n; ++i) {
     const int a = i + kRowsAhead;

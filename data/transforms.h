@@ -7,18 +7,19 @@
 //    horizontal flip applied first. dihedral_compose / dihedral_inverse give the group law.
 //  - Randomness comes only from an Rng passed in (data/rng.h), so a (seed, sample, epoch)
 //    stream reproduces the same augmentation on any thread.
-//  - crop_dihedral_plane is the loader's hot path: the crop and the dihedral element in one
-//    pass. Output rows are source rows read forwards (k = 0, 6) or backwards (k = 2, 4),
-//    always in ascending address order, close to memory-copy speed; or source columns (odd
-//    k, about 0.6-0.7 of it on one core): bands of 64 source rows, read in ascending order
-//    with the next band prefetched, register-block transposes (32 rows by 16 bytes with
-//    AVX2, 16 by 16 with SSE2) into a 16 x 64 tile in L1, written out a whole cache line
-//    per output row. With `streaming` the stores to `out` are non-temporal (x86) where they
-//    fill whole cache lines: the destination is not read into the cache first, which saves
-//    a third of the memory traffic for a batch buffer that is read much later; the function
-//    ends with a store fence, so `out` is complete for any thread that synchronizes with
-//    the caller afterwards. dihedral(crop(...)) is the slow, obvious reference it is tested
-//    against.
+//  - crop_dihedral_plane is the loader's hot path: the crop and the dihedral element in
+//    one pass. Output rows are source rows read forwards (k = 0, 6) or backwards (k =
+//    2, 4), always in ascending address order with rows prefetched a few ahead, at
+//    memory-copy speed; or source columns (odd k, about 0.7-0.9 of a row copy on one
+//    core): bands of 64 source rows, read in ascending order with the next band
+//    prefetched, register-block transposes (32 rows by 16 bytes with AVX2, 16 by 16
+//    with SSE2) into a 16 x 64 tile in L1, written out a whole cache line per output
+//    row. With `streaming` the stores to `out` are non-temporal (x86) where they fill
+//    whole cache lines: the destination is not read into the cache first, which saves a
+//    third of the memory traffic for a batch buffer that is read much later; the
+//    function ends with a store fence, so `out` is complete for any thread that
+//    synchronizes with the caller afterwards. dihedral(crop(...)) is the slow, obvious
+//    reference it is tested against.
 #pragma once
 
 #include <array>
